@@ -1,0 +1,68 @@
+"""Traces drawn with rich, for the command line (live while solving, or from a file)."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+from rich.tree import Tree
+
+from retune_tui.trace import DONE, ERROR, RUNNING, WAITING, Node, Trace
+
+STATUS_STYLE = {RUNNING: ("…", "yellow"), WAITING: ("⋯", "cyan"), DONE: ("✓", "green"), ERROR: ("✗", "red")}
+TAIL = 60  # characters of a running node's latest text shown
+
+
+def _one_line(text: str, limit: int = TAIL) -> str:
+    text = text.replace("\n", "⏎ ")
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def node_label(trace: Trace, node: Node) -> Text:
+    icon, style = STATUS_STYLE.get(node.status, ("?", "white"))
+    label = Text.assemble((f"{icon} ", style), (node.problem_text, "bold"), (f"  d{node.depth}", "dim"))
+    if node.status == DONE and node.answer is not None:
+        label.append(f"  → {_one_line(node.answer)}", style="green")
+    elif node.status == ERROR and node.error:
+        label.append(f"  {node.error}", style="red")
+    elif node.status in (RUNNING, WAITING):
+        label.append(f"  {_one_line(node.segments[-1].text)}", style="yellow")
+    return label
+
+
+def trace_tree(trace: Trace) -> Tree:
+    """The call tree of one problem."""
+    root = trace.root
+    header = Text.assemble((f"{trace.task} · {trace.method} · ", "dim"), (trace.problem, "bold"))
+    tree = Tree(header)
+    if root is None:
+        return tree
+    branches = {root.id: tree.add(node_label(trace, root))}
+    for node in trace.walk():
+        if node.parent is not None:
+            branches[node.id] = branches[node.parent].add(node_label(trace, node))
+    return tree
+
+
+def trace_summary(trace: Trace) -> Text:
+    fin = trace.finished
+    if fin is None:
+        return Text("running…", style="yellow")
+    verdict = {True: ("correct", "bold green"), False: ("wrong", "bold red")}.get(fin.correct, ("?", "white"))
+    text = Text.assemble("answer ", (str(fin.value), "bold"), "  expected ", (str(trace.expected), "bold"),
+                         "  ", verdict)
+    text.append(f"   {len(trace.nodes)} contexts, {fin.tokens} tokens, {fin.seconds:.3f}s", style="dim")
+    if fin.error:
+        text.append(f"\n{fin.error}", style="red")
+    return text
+
+
+def trace_view(trace: Trace) -> RenderableType:
+    return Group(trace_tree(trace), trace_summary(trace))
+
+
+def progress_bar(label: str) -> Progress:
+    """A progress bar on stderr (stdout stays clean for data), hidden off a terminal."""
+    console = Console(stderr=True)
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+                    TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)

@@ -1,0 +1,107 @@
+"""`retune solve`: one problem drawn live, or a file of problems batched with a progress bar."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Hashable, Iterator
+from pathlib import Path
+
+from retune_tui.engine import Generator, Limits, OracleGenerator, Runner
+from retune_tui.errors import InputError
+from retune_tui.tasks import Task, get_method, parse_problem
+from retune_tui.tasks.protocol import Method
+from retune_tui.trace import Event, Trace, write_events
+
+REFRESH = 1 / 15  # seconds between redraws of the live tree
+
+
+def make_generator(task: Task, method: Method, model: str) -> Generator:
+    if model == "oracle":
+        return OracleGenerator(task, method)
+    raise InputError(f"unknown model {model!r}; 'oracle' is the only backend so far")
+
+
+def solve_one(text: str, save: Path | None, *, task: str | None, method: str, model: str, limits: Limits) -> Trace:
+    """Solve one problem, drawing its tree live; save the events if asked."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from retune_tui.render import trace_view
+
+    the_task, problem = parse_problem(text, task)
+    the_method = get_method(method)
+    runner = Runner(the_task, the_method, make_generator(the_task, the_method, model), limits)
+    events: list[Event] = []
+    console = Console()
+    trace: Trace | None = None
+    last = 0.0
+    # Off a terminal (piped, captured) only the finished tree is printed.
+    with Live(console=console, auto_refresh=False, transient=True) if console.is_terminal else _nothing() as live:
+        for event in runner.events([problem]):
+            events.append(event)
+            trace = runner.trace(event.tree)
+            now = time.perf_counter()
+            if live is not None and now - last >= REFRESH:
+                live.update(trace_view(trace), refresh=True)
+                last = now
+    assert trace is not None
+    console.print(trace_view(trace))
+    if save is not None:
+        write_events(save, events)
+        console.print(f"[dim]saved {len(events)} events to {save}[/dim]")
+    return trace
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
+
+
+def read_problems(path: Path, task: str | None) -> list[tuple[Task, Hashable]]:
+    """One problem a line; blank lines and lines starting with # are skipped."""
+    problems = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                problems.append(parse_problem(line, task))
+            except InputError as exc:
+                raise InputError(f"{path}:{number}: {exc}") from None
+    if not problems:
+        raise InputError(f"{path} holds no problems")
+    return problems
+
+
+def solve_file(path: Path, out: Path | None, *, task: str | None, method: str, model: str, limits: Limits) -> list[Trace]:
+    """Solve every problem of a file, batched per task, with a progress bar."""
+    from rich.console import Console
+
+    from retune_tui.render import progress_bar
+    from retune_tui.trace import RunFinished
+
+    problems = read_problems(path, task)
+    the_method = get_method(method)
+    by_task: dict[str, tuple[Task, list[Hashable]]] = {}
+    for the_task, problem in problems:
+        by_task.setdefault(the_task.name, (the_task, []))[1].append(problem)
+    events: list[Event] = []
+    traces: list[Trace] = []
+    start = time.perf_counter()
+    with progress_bar("solving") as bar:
+        job = bar.add_task("solve", total=len(problems))
+        for the_task, group in by_task.values():
+            runner = Runner(the_task, the_method, make_generator(the_task, the_method, model), limits)
+            for event in runner.events(group, first_tree=len(traces)):
+                events.append(event)
+                if isinstance(event, RunFinished):
+                    bar.advance(job)
+            traces += runner.traces
+    seconds = time.perf_counter() - start
+    correct = sum(bool(t.finished and t.finished.correct) for t in traces)
+    console = Console()
+    console.print(f"{correct}/{len(traces)} correct ({100 * correct / len(traces):.1f}%) "
+                  f"in {seconds:.2f}s ({len(traces) / seconds:.1f} problems/s)")
+    if out is not None:
+        write_events(out, events)
+        console.print(f"[dim]wrote {len(traces)} traces to {out}[/dim]")
+    return traces

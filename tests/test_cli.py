@@ -1,0 +1,107 @@
+"""The `retune` command line: thin commands, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from retune_tui.cli import app
+
+GOLDEN = Path(__file__).parent / "formats-golden.jsonl"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_solve_with_the_oracle_prints_tree_and_answer(tmp_path):
+    save = tmp_path / "t.jsonl"
+    result = invoke("solve", "73199 + 21439", "--model", "oracle", "--save", str(save))
+    assert result.exit_code == 0, result.output
+    assert "3199 + 1439" in result.output and "answer 94638" in result.output and "correct" in result.output
+    shown = invoke("trace", "show", str(save))
+    assert shown.exit_code == 0 and "answer 94638" in shown.output
+    as_json = json.loads(invoke("trace", "show", str(save), "--json").output)
+    assert as_json[0]["value"] == "94638" and as_json[0]["root"]["children"][0]["prompt"] == "3199 + 1439\nSolution: "
+
+
+@pytest.mark.parametrize("method", ["baseline", "scratchpad", "retuning"])
+def test_solve_every_method(method):
+    result = invoke("solve", "[3, -2, 5, 1]", "--method", method)
+    assert result.exit_code == 0 and "answer [1, 2, 1, 2]" in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("solve", "12x"), "not a problem of any task"),
+    (("solve", "1 2 3", "--task", "parity"), "not a parity problem"),
+    (("solve", "1 + 2", "--method", "cot"), "unknown method"),
+    (("solve", "1 + 2", "--max-depth", "-1"), "max_depth must be positive"),
+    (("data", "multiplication", "--problem", "1"), "unknown task"),
+    (("data", "addition", "--lengths", "9-2", "--out", "x.jsonl"), "bad length range"),
+    (("data", "addition"), "give --out FILE"),
+    (("solve",), "give a problem"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_missing_trace_file_exit_1(tmp_path):
+    result = invoke("trace", "show", str(tmp_path / "none.jsonl"))
+    assert result.exit_code == 1 and "cannot read trace file" in result.output
+
+
+def test_debug_shows_the_traceback():
+    result = invoke("--debug", "solve", "12x")
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_data_problem_prints_the_golden_records():
+    golden = [json.loads(line) for line in GOLDEN.read_text().splitlines()]
+    want = {(r["prompt"], r["completion"]) for r in golden if r["task"] == "dp" and r["method"] == "retuning"
+            and r["problem"] == "[1, -2, 3]"}
+    result = invoke("data", "dp", "--method", "retuning", "--problem", "[1, -2, 3]")
+    got = {(r["prompt"], r["completion"]) for r in map(json.loads, result.output.splitlines())}
+    assert result.exit_code == 0 and got == want
+
+
+def test_data_file_equals_problem_records(tmp_path):
+    out = tmp_path / "d.jsonl"
+    result = invoke("data", "parity", "--n", "50", "--lengths", "1-4", "--out", str(out), "--workers", "1")
+    assert result.exit_code == 0 and "examples from 50 problems" in result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    first = records[0]
+    single = invoke("data", "parity", "--problem", first["prompt"]).output.splitlines()
+    assert json.loads(single[0]) == first
+
+
+def test_solve_file_batched(tmp_path):
+    problems = tmp_path / "p.txt"
+    problems.write_text("# a comment\n12 + 34\n\n1 0 1\n[3, -2, 5]\n999 + 1\n")
+    out = tmp_path / "traces.jsonl"
+    result = invoke("solve", "--file", str(problems), "--out", str(out))
+    assert result.exit_code == 0 and "4/4 correct" in result.output
+    shown = json.loads(invoke("trace", "show", str(out), "--json").output)
+    assert sorted(t["tree"] for t in shown) == [0, 1, 2, 3]
+
+
+def test_bad_line_in_problem_file(tmp_path):
+    problems = tmp_path / "p.txt"
+    problems.write_text("12 + 34\nbanana\n")
+    result = invoke("solve", "--file", str(problems))
+    assert result.exit_code == 2 and "p.txt:2" in result.output
+
+
+def test_help_imports_no_torch():
+    code = "import sys; from retune_tui.cli import app; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    out = subprocess.run([sys.executable, "-m", "retune_tui.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "solve" in out.stdout

@@ -143,16 +143,44 @@ def data(
 # --- solve ------------------------------------------------------------------------------
 
 
+BaseOpt = Annotated[str, typer.Option("--base", "--model", help="Base model: a local directory or a hub name; 'oracle' writes the correct segments with no model.")]
+AdapterOpt = Annotated[Path | None, typer.Option(help="A LoRA adapter directory made by `retune train`.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+DtypeOpt = Annotated[str, typer.Option(help="auto (bf16 on capable GPUs, else float32), float32, bfloat16, float16.")]
+PickleOpt = Annotated[bool, typer.Option(help="Allow pickled .bin checkpoints (they can run code when loaded).")]
+RemoteOpt = Annotated[bool, typer.Option(help="Allow model code shipped with the checkpoint to run.")]
+
+
+def _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temperature=0.0, top_p=1.0, seed=0):
+    from retune_tui.engine.loading import ModelSpec
+    from retune_tui.solving import Backend
+
+    if base == "oracle":
+        if adapter is not None:
+            raise InputError("--adapter needs a --base model (the oracle takes no adapter)")
+        return Backend()
+    spec = ModelSpec(base, str(adapter) if adapter else None, device, dtype, allow_pickle, trust_remote_code)
+    return Backend(spec, temperature, top_p, seed)
+
+
 @app.command()
 @guarded
 def solve(
     problem: Annotated[str | None, typer.Argument(help="The problem, as you would type it: '123 + 456', '1 0 1', '[3, -2, 5]'.")] = None,
     task: TaskOpt = None,
-    method: MethodOpt = "retuning",
-    model: Annotated[str, typer.Option(help="'oracle' (the correct segments, no model).")] = "oracle",
+    method: Annotated[str | None, typer.Option("--method", "-m", help="baseline, scratchpad or retuning (default: the adapter's, else retuning).")] = None,
+    base: BaseOpt = "oracle",
+    adapter: AdapterOpt = None,
     file: Annotated[Path | None, typer.Option(help="Solve every problem in this file (one a line), batched.")] = None,
     out: Annotated[Path | None, typer.Option(help="With --file: write all traces here (JSONL).")] = None,
     save: Annotated[Path | None, typer.Option(help="Save the trace (JSONL events) to this file.")] = None,
+    temperature: Annotated[float, typer.Option(help="0 decodes greedily; above 0 samples.")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling threshold (with --temperature).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    allow_pickle: PickleOpt = False,
+    trust_remote_code: RemoteOpt = False,
     max_depth: MaxDepth = None,
     max_calls: MaxCalls = None,
     max_segment_tokens: MaxSegTokens = None,
@@ -163,12 +191,13 @@ def solve(
     from retune_tui import solving
 
     limits = _limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seconds)
+    backend = _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temperature, top_p, seed)
     if (problem is None) == (file is None):
         raise InputError("give a problem, or --file FILE with one problem a line")
     if file is not None:
-        solving.solve_file(file, out or save, task=task, method=method, model=model, limits=limits)
+        solving.solve_file(file, out or save, task=task, method=method, backend=backend, limits=limits)
     else:
-        solving.solve_one(problem, save, task=task, method=method, model=model, limits=limits)
+        solving.solve_one(problem, save, task=task, method=method, backend=backend, limits=limits)
 
 
 # --- trace ------------------------------------------------------------------------------

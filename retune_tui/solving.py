@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 from collections.abc import Hashable, Iterator
 from pathlib import Path
 
 from retune_tui.engine import Generator, Limits, OracleGenerator, Runner
+from retune_tui.engine.loading import ModelSpec
 from retune_tui.errors import InputError
+from retune_tui.manifest import Manifest
 from retune_tui.tasks import Task, get_method, parse_problem
 from retune_tui.tasks.protocol import Method
 from retune_tui.trace import Event, Trace, write_events
@@ -16,22 +19,46 @@ from retune_tui.trace import Event, Trace, write_events
 REFRESH = 1 / 15  # seconds between redraws of the live tree
 
 
-def make_generator(task: Task, method: Method, model: str) -> Generator:
-    if model == "oracle":
-        return OracleGenerator(task, method)
-    raise InputError(f"unknown model {model!r}; 'oracle' is the only backend so far")
+@dataclass(frozen=True)
+class Backend:
+    """What writes the segments: the oracle (``model`` None) or a model, and how it samples."""
+
+    model: ModelSpec | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def defaults(self, task: str | None, method: str | None) -> tuple[str | None, Method]:
+        """The task and method to use: as asked, else as the adapter's manifest says."""
+        manifest = Manifest.read(self.model.adapter) if self.model and self.model.adapter else None
+        task = task or (manifest.task if manifest else None)
+        return task, get_method(method or (manifest.method if manifest else "retuning"))
+
+    def generator(self, task: Task, method: Method) -> Generator:
+        if self.model is None:
+            return OracleGenerator(task, method)
+        from retune_tui.engine.hf import HFGenerator, Sampling
+        from retune_tui.engine.loading import load_model
+
+        try:
+            sampling = Sampling(self.temperature, self.top_p, self.seed)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        loaded = load_model(self.model, task=task.name, method=method.value)
+        return HFGenerator(loaded.model, loaded.tokenizer, name=loaded.name, sampling=sampling)
 
 
-def solve_one(text: str, save: Path | None, *, task: str | None, method: str, model: str, limits: Limits) -> Trace:
+def solve_one(text: str, save: Path | None, *, task: str | None, method: str | None, backend: Backend,
+              limits: Limits) -> Trace:
     """Solve one problem, drawing its tree live; save the events if asked."""
     from rich.console import Console
     from rich.live import Live
 
     from retune_tui.render import trace_view
 
+    task, the_method = backend.defaults(task, method)
     the_task, problem = parse_problem(text, task)
-    the_method = get_method(method)
-    runner = Runner(the_task, the_method, make_generator(the_task, the_method, model), limits)
+    runner = Runner(the_task, the_method, backend.generator(the_task, the_method), limits)
     events: list[Event] = []
     console = Console()
     trace: Trace | None = None
@@ -72,15 +99,16 @@ def read_problems(path: Path, task: str | None) -> list[tuple[Task, Hashable]]:
     return problems
 
 
-def solve_file(path: Path, out: Path | None, *, task: str | None, method: str, model: str, limits: Limits) -> list[Trace]:
+def solve_file(path: Path, out: Path | None, *, task: str | None, method: str | None, backend: Backend,
+               limits: Limits) -> list[Trace]:
     """Solve every problem of a file, batched per task, with a progress bar."""
     from rich.console import Console
 
     from retune_tui.render import progress_bar
     from retune_tui.trace import RunFinished
 
+    task, the_method = backend.defaults(task, method)
     problems = read_problems(path, task)
-    the_method = get_method(method)
     by_task: dict[str, tuple[Task, list[Hashable]]] = {}
     for the_task, problem in problems:
         by_task.setdefault(the_task.name, (the_task, []))[1].append(problem)
@@ -90,7 +118,7 @@ def solve_file(path: Path, out: Path | None, *, task: str | None, method: str, m
     with progress_bar("solving") as bar:
         job = bar.add_task("solve", total=len(problems))
         for the_task, group in by_task.values():
-            runner = Runner(the_task, the_method, make_generator(the_task, the_method, model), limits)
+            runner = Runner(the_task, the_method, backend.generator(the_task, the_method), limits)
             for event in runner.events(group, first_tree=len(traces)):
                 events.append(event)
                 if isinstance(event, RunFinished):

@@ -1,0 +1,160 @@
+"""Loading a base model, its tokenizer and an optional peft adapter, safely.
+
+Weights load from safetensors only and remote code never runs, unless the user asks
+(``allow_pickle``, ``trust_remote_code``). Devices: CUDA, then MPS, then CPU unless
+named; bf16 on GPUs that support it, float32 elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from retune_tui.errors import InputError, UserError
+from retune_tui.manifest import Manifest, config_fingerprint
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load and how.
+
+    Attributes:
+        base: a local directory or a Hugging Face hub name.
+        adapter: a directory with a peft LoRA adapter (and its retune manifest).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+        dtype: ``auto`` (bf16 on capable GPUs, else float32) or a torch dtype name.
+        allow_pickle: allow pickled (``.bin``) checkpoints, which can run code on load.
+        trust_remote_code: allow model code shipped with the checkpoint to run.
+    """
+
+    base: str
+    adapter: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise InputError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    manifest: Manifest | None
+    device: Any
+    name: str
+
+
+def resolve_device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    return device
+
+
+def resolve_dtype(name: str, device: Any) -> Any:
+    import torch
+
+    if name != "auto":
+        return getattr(torch, name)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _has(directory: Path, *patterns: str) -> bool:
+    return any(next(directory.glob(p), None) is not None for p in patterns)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_tokenizer(spec: ModelSpec) -> Any:
+    from transformers import AutoTokenizer
+
+    source = spec.base
+    if spec.adapter and _has(Path(spec.adapter), "tokenizer.json", "tokenizer_config.json"):
+        source = spec.adapter
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load the tokenizer of {source!r}: {_first_line(exc)}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base(spec: ModelSpec, device: Any, dtype: Any) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    local = Path(spec.base)
+    if local.is_dir() and not spec.allow_pickle and not _has(local, "*.safetensors") and _has(local, "*.bin", "*.pt"):
+        raise UserError(f"{spec.base} holds only pickled weights (.bin), which can run code when loaded; "
+                        "convert them to safetensors, or pass --allow-pickle if you trust them")
+    if not local.exists() and (spec.base.startswith((".", "/")) or spec.base.count("/") > 1):
+        raise UserError(f"base model {spec.base!r} not found")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            spec.base,
+            dtype=dtype,
+            use_safetensors=None if spec.allow_pickle else True,
+            trust_remote_code=spec.trust_remote_code,
+        )
+    except (OSError, ValueError, EnvironmentError) as exc:
+        message = _first_line(exc)
+        if "trust_remote_code" in str(exc):
+            message = "its code is shipped with the checkpoint; pass --trust-remote-code if you trust it"
+        raise UserError(f"cannot load base model {spec.base!r}: {message}") from None
+    return model.to(device).eval()
+
+
+def load_adapter(model: Any, spec: ModelSpec) -> Any:
+    from peft import PeftModel
+
+    directory = Path(spec.adapter)
+    if not directory.is_dir():
+        raise UserError(f"adapter directory {directory} not found")
+    if not (directory / "adapter_config.json").exists():
+        raise UserError(f"{directory} is not a peft adapter (no adapter_config.json)")
+    if not (directory / "adapter_model.safetensors").exists():
+        if not spec.allow_pickle:
+            raise UserError(f"{directory} has no adapter_model.safetensors; pass --allow-pickle to load a pickled "
+                            "adapter if you trust it")
+    try:
+        return PeftModel.from_pretrained(model, str(directory)).eval()
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise UserError(f"cannot load adapter {directory}: {_first_line(exc)}") from None
+
+
+def load_model(spec: ModelSpec, *, task: str | None = None, method: str | None = None) -> LoadedModel:
+    """Load base, tokenizer and adapter; check the adapter's manifest against what is asked."""
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.dtype, device)
+    manifest = Manifest.read(spec.adapter) if spec.adapter else None
+    model = load_base(spec, device, dtype)
+    if manifest is not None:
+        manifest.check(spec.adapter, task=task, method=method, fingerprint=config_fingerprint(model.config.to_dict()))
+    tokenizer = load_tokenizer(spec)
+    if spec.adapter:
+        model = load_adapter(model, spec)
+    name = spec.base if not spec.adapter else f"{spec.base} + {spec.adapter}"
+    return LoadedModel(model, tokenizer, manifest, device, name)

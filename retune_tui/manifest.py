@@ -1,0 +1,76 @@
+"""The small manifest every adapter directory carries beside peft's own files.
+
+It says what the adapter was made for (task, method, base model, tokenizer, the sizes
+it was trained on), so the CLI and the app pick the right prompts and call out a
+mismatch in one line instead of producing garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retune_tui.errors import InputError, UserError
+
+MANIFEST_NAME = "retune.json"
+
+# Config keys that differ between copies of the same model, not between models.
+_VOLATILE = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "use_cache", "_attn_implementation",
+             "_attn_implementation_autoset", "attn_implementation"}
+
+
+def config_fingerprint(config: dict[str, Any]) -> str:
+    """A short hash of a model's architecture config, the same for every copy of it."""
+    stable = {k: v for k, v in sorted(config.items()) if k not in _VOLATILE}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Manifest:
+    task: str
+    method: str
+    base: str  # the base model as it was named (path or hub name)
+    base_fingerprint: str
+    tokenizer: str
+    train_lengths: tuple[int, int]
+    weighting: dict[str, Any] = field(default_factory=dict)
+    lora: dict[str, Any] = field(default_factory=dict)
+    steps: int = 0
+    final_loss: float | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, directory: str | Path) -> None:
+        path = Path(directory) / MANIFEST_NAME
+        tmp = path.with_suffix(".json.tmp")
+        data = asdict(self)
+        data["train_lengths"] = list(self.train_lengths)
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def read(cls, directory: str | Path) -> Manifest | None:
+        path = Path(directory) / MANIFEST_NAME
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            data["train_lengths"] = tuple(data["train_lengths"])
+            return cls(**data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path} is not a valid retune manifest ({exc})") from None
+
+    def check(self, directory: str | Path, *, task: str | None, method: str | None, fingerprint: str | None) -> None:
+        """One clear line when the adapter was made for something else than asked."""
+        if task is not None and task != self.task:
+            raise InputError(f"adapter {directory} was trained for task {self.task!r}, not {task!r}")
+        if method is not None and method != self.method:
+            raise InputError(f"adapter {directory} was trained for method {self.method!r}, not {method!r}")
+        if fingerprint is not None and fingerprint != self.base_fingerprint:
+            raise InputError(f"adapter {directory} was trained on base {self.base!r}, "
+                             "which is not the base model given (its architecture differs)")

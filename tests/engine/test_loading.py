@@ -1,0 +1,123 @@
+"""Loading models and adapters safely, with one-line errors for what is wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tiny_models import tiny_model
+
+from retune_tui.engine.loading import ModelSpec, load_model
+from retune_tui.errors import InputError, UserError
+from retune_tui.manifest import Manifest, config_fingerprint
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A tiny Llama saved with safetensors and its tokenizer, plus a LoRA adapter with manifest."""
+    from peft import LoraConfig, get_peft_model
+
+    root = tmp_path_factory.mktemp("models")
+    model, tok = tiny_model("llama", dtype=torch.float32)
+    base = root / "base"
+    model.save_pretrained(base)
+    tok.save_pretrained(base)
+    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # make the adapter change the output
+    adapter = root / "adapter"
+    lora.save_pretrained(adapter)
+    Manifest("parity", "retuning", str(base), config_fingerprint(model.config.to_dict()), "char", (1, 21)).write(adapter)
+    ids = torch.tensor([tok("What is the parity of [1]?\nSolution: ")["input_ids"]])
+    with torch.no_grad():
+        expected = lora(input_ids=ids).logits
+    return root, base, adapter, ids, expected
+
+
+def test_base_and_adapter_load_with_identical_logits(saved):
+    _, base, adapter, ids, expected = saved
+    loaded = load_model(ModelSpec(str(base), str(adapter), device="cpu"), task="parity", method="retuning")
+    with torch.no_grad():
+        assert torch.equal(loaded.model(input_ids=ids).logits, expected)
+    assert loaded.manifest.task == "parity" and loaded.device.type == "cpu"
+    assert next(loaded.model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize(("task", "method", "message"), [
+    ("addition", None, "trained for task 'parity', not 'addition'"),
+    (None, "baseline", "trained for method 'retuning', not 'baseline'"),
+])
+def test_adapter_for_something_else_is_refused(saved, task, method, message):
+    _, base, adapter, _, _ = saved
+    with pytest.raises(InputError, match=message):
+        load_model(ModelSpec(str(base), str(adapter), device="cpu"), task=task, method=method)
+
+
+def test_adapter_on_another_base_is_refused(saved, tmp_path):
+    _, _, adapter, _, _ = saved
+    other, tok = tiny_model("gpt2", dtype=torch.float32)
+    other.save_pretrained(tmp_path / "other")
+    tok.save_pretrained(tmp_path / "other")
+    with pytest.raises(InputError, match="was trained on base"):
+        load_model(ModelSpec(str(tmp_path / "other"), str(adapter), device="cpu"))
+
+
+def test_pickled_weights_are_refused_unless_allowed(saved, tmp_path):
+    _, base, _, _, _ = saved
+    model, tok = tiny_model("llama", dtype=torch.float32)
+    model.config.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(UserError, match="--allow-pickle"):
+        load_model(ModelSpec(str(tmp_path), device="cpu"))
+    assert load_model(ModelSpec(str(tmp_path), device="cpu", allow_pickle=True)).model is not None
+
+
+def test_remote_code_is_refused(saved, tmp_path):
+    _, base, _, _, _ = saved
+    target = tmp_path / "remote"
+    target.mkdir()
+    for f in base.iterdir():
+        (target / f.name).write_bytes(f.read_bytes())
+    config = json.loads((target / "config.json").read_text())
+    config["model_type"] = "evil"  # unknown to transformers: only the shipped code could load it
+    config["auto_map"] = {"AutoConfig": "modeling_evil.EvilConfig",
+                          "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
+    (target / "config.json").write_text(json.dumps(config))
+    (target / "modeling_evil.py").write_text("raise SystemExit('remote code ran')\n")
+    with pytest.raises(UserError, match="trust-remote-code"):
+        load_model(ModelSpec(str(target), device="cpu"))
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    (ModelSpec("/nonexistent/model", device="cpu"), "not found"),
+    (ModelSpec("/tmp", device="cpu"), "cannot load base model"),
+])
+def test_missing_models(spec, message):
+    with pytest.raises(UserError, match=message):
+        load_model(spec)
+
+
+def test_bad_device_and_dtype():
+    with pytest.raises(InputError, match="unknown dtype"):
+        ModelSpec("x", dtype="float8")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            load_model(ModelSpec("x", device="cuda"))
+
+
+def test_cli_solves_with_a_model(saved):
+    from typer.testing import CliRunner
+
+    from retune_tui.cli import app
+
+    _, base, adapter, _, _ = saved
+    result = CliRunner().invoke(app, ["solve", "1 0 1", "--base", str(base), "--adapter", str(adapter),
+                                      "--device", "cpu", "--max-segment-tokens", "8"])
+    assert result.exit_code == 0, result.output
+    assert "parity · retuning" in result.output and "expected 0" in result.output
+    wrong = CliRunner().invoke(app, ["solve", "12 + 34", "--base", str(base), "--adapter", str(adapter)])
+    assert wrong.exit_code == 2 and "not a parity problem" in wrong.output

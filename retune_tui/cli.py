@@ -200,6 +200,202 @@ def solve(
         solving.solve_one(problem, save, task=task, method=method, backend=backend, limits=limits)
 
 
+# --- train ------------------------------------------------------------------------------
+
+
+def _train_options() -> list:
+    """One --flag per TrainConfig field (help from the field), all defaulting to "not given"."""
+    import inspect
+    from dataclasses import fields as dc_fields
+
+    from retune_tui.train.config import TrainConfig
+
+    params = [inspect.Parameter("task", inspect.Parameter.KEYWORD_ONLY,
+                                annotation=Annotated[str | None, typer.Argument(help="addition, parity or dp (or set in the recipe).")],
+                                default=None)]
+    for f in dc_fields(TrainConfig):
+        if f.name == "task":
+            continue
+        help_text = f.metadata.get("help", "")
+        kind = str(f.type).split("[")[0].split(" ")[0]
+        flag = "--" + f.name.replace("_", "-")
+        if kind == "bool":
+            option = typer.Option(f"{flag}/--no-{f.name.replace('_', '-')}", help=help_text, show_default=False)
+            annotation = Annotated[bool | None, option]
+        else:
+            python_type = {"int": int, "float": float}.get(kind, str)
+            if f.name == "lengths":
+                help_text += " as LO-HI"
+            if f.name == "lora_targets":
+                help_text += " (comma-separated)"
+            annotation = Annotated[python_type | None, typer.Option(flag, help=help_text, show_default=False)]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=None))
+    params += [
+        inspect.Parameter("recipe", inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[Path | None, typer.Option(help="A recipe (TOML); flags beat it.")]),
+        inspect.Parameter("restart", inspect.Parameter.KEYWORD_ONLY, default=False,
+                          annotation=Annotated[bool, typer.Option(help="Discard the checkpoints in --out and start over.")]),
+    ]
+    return params
+
+
+def train(**options: Any) -> None:
+    """Train a LoRA adapter (or with --full, a whole model) on oracle data or a `retune data` file.
+
+    Re-running with the same --out resumes from its last checkpoint."""
+    from retune_tui.data import parse_lengths
+    from retune_tui.train.config import build_config
+    from retune_tui.train.run import train as run_training
+
+    recipe, restart = options.pop("recipe"), options.pop("restart")
+    if options.get("lengths") is not None:
+        options["lengths"] = parse_lengths(options["lengths"])
+    if options.get("lora_targets") is not None:
+        options["lora_targets"] = [t.strip() for t in options["lora_targets"].split(",") if t.strip()]
+    config = build_config(recipe, **options)
+    result = run_training(config, restart=restart)
+    resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
+    loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
+    typer.echo(f"trained {result.steps} steps in {result.seconds:.1f}s "
+               f"({result.tokens / max(result.seconds, 1e-9):,.0f} tokens/s), final loss {loss}{resumed}; "
+               f"wrote {result.out}")
+
+
+def _register_train() -> None:
+    import inspect
+
+    train.__signature__ = inspect.Signature(_train_options())  # type: ignore[attr-defined]
+    app.command("train")(guarded(train))
+
+
+_register_train()
+
+
+# --- bench ------------------------------------------------------------------------------
+
+bench_app = typer.Typer(help="Benchmarks: print ratios, write JSON.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    """``"1,64,256"`` or ``"2-5"`` (a range) → a list of ints."""
+    from retune_tui.data import parse_lengths
+
+    try:
+        if "," in text:
+            return [int(v) for v in text.split(",") if v.strip()]
+        lo, hi = parse_lengths(text)
+        return list(range(lo, hi + 1))
+    except ValueError:
+        raise InputError(f"bad {what} {text!r}; expected a list like '1,64,256' or a range like '2-5'") from None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+@bench_app.command("memory")
+@guarded
+def bench_memory(
+    task: Annotated[str, typer.Argument(help="addition, parity or dp.")],
+    base: Annotated[str | None, typer.Option(help="Base model weights (a directory or hub name).")] = None,
+    base_config: Annotated[str | None, typer.Option(help="Or an architecture config.json: random weights, no download.")] = None,
+    tokenizer: Annotated[str, typer.Option(help="Tokenizer: 'char' (a digit per token) or a path/hub name.")] = "char",
+    sizes: Annotated[str, typer.Option(help="Problem sizes, e.g. '15,60'.")] = "15",
+    methods: Annotated[str, typer.Option(help="Methods to measure, comma-separated.")] = "baseline,scratchpad,retuning",
+    micro_batch: Annotated[int, typer.Option(help="Copies of the longest example in the batch.")] = 4,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (alpha = rank).")] = 64,
+    device: DeviceOpt = "auto",
+    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("bench-memory.json"),
+) -> None:
+    """Peak GPU memory of one LoRA training step per method (on a CPU: the sequence lengths)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from retune_tui.bench.memory import memory_benchmark
+    from retune_tui.tasks import get_method
+
+    if (base is None) == (base_config is None):
+        raise InputError("give --base (weights) or --base-config (an architecture config.json)")
+    method_list = [get_method(m).value for m in methods.split(",") if m.strip()]
+    result = memory_benchmark(task, sizes=_int_list(sizes, "sizes"), methods=method_list, base=base,
+                              base_config=base_config, tokenizer_source=tokenizer, micro_batch=micro_batch,
+                              lora_r=lora_r, device=device)
+    table = Table(title=f"{task}: one LoRA step, micro-batch {micro_batch} — {result['device']}")
+    for col in ("method", "size", "tokens", "examples", "peak GiB", "seconds"):
+        table.add_column(col, justify="right")
+    for r in result["rows"]:
+        peak = "—" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
+        secs = "—" if r["seconds"] is None else f"{r['seconds']:.2f}"
+        table.add_row(r["method"], str(r["size"]), str(r["tokens"]), str(r["examples"]), peak, secs)
+    Console().print(table)
+    _write_json(out, result)
+    typer.echo(f"wrote {out}")
+
+
+@bench_app.command("inference")
+@guarded
+def bench_inference(
+    base: BaseOpt = "",
+    adapter: AdapterOpt = None,
+    task: TaskOpt = None,
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Default: the adapter's.")] = None,
+    sizes: Annotated[str, typer.Option(help="Problem sizes, cycled over the problems, e.g. '8' or '5-10'.")] = "8",
+    counts: Annotated[str, typer.Option(help="Numbers of problems solved together.")] = "1,64,256",
+    seed: Annotated[int, typer.Option(help="Seed of the problems.")] = 0,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("bench-inference.json"),
+) -> None:
+    """Problems/s of the engine against the paper's loop (one context at a time, parents
+    re-encoded after each return), same model, greedy; checks both give the same traces."""
+    import platform
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from retune_tui.bench.inference import inference_benchmark
+    from retune_tui.engine.loading import load_model
+    from retune_tui.tasks import get_task
+
+    backend = _backend(base or "oracle", adapter, device, dtype, False, False)
+    if backend.model is None:
+        raise InputError("the benchmark needs a model: give --base (and --adapter)")
+    task_name, the_method = backend.defaults(task, method)
+    if task_name is None:
+        raise InputError("give --task (the adapter has no manifest to say it)")
+    loaded = load_model(backend.model, task=task_name, method=the_method.value)
+    console = Console()
+    table = Table(title=f"{task_name} · {the_method} — {loaded.name} on {loaded.device}")
+    for col in ("problems", "paper loop /s", "engine /s", "ratio", "identical", "engine correct"):
+        table.add_column(col, justify="right")
+
+    def show(row):
+        console.print(f"[dim]{row.problems} problems: paper {row.paper_seconds:.2f}s, engine {row.engine_seconds:.2f}s[/dim]")
+
+    rows = inference_benchmark(get_task(task_name), the_method, loaded.model, loaded.tokenizer,
+                               sizes=_int_list(sizes, "sizes"), counts=_int_list(counts, "counts"), seed=seed,
+                               progress=show)
+    for r in rows:
+        table.add_row(str(r.problems), f"{r.paper_per_s:.2f}", f"{r.engine_per_s:.2f}", f"{r.ratio:.1f}x",
+                      f"{r.identical}/{r.problems}", f"{r.correct_engine}/{r.problems}")
+    console.print(table)
+    from dataclasses import asdict
+
+    device_name = torch.cuda.get_device_name() if loaded.device.type == "cuda" else \
+        f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    _write_json(out, {"benchmark": "inference", "task": task_name, "method": the_method.value, "model": loaded.name,
+                      "device": device_name, "sizes": _int_list(sizes, "sizes"), "seed": seed,
+                      "rows": [asdict(r) for r in rows]})
+    typer.echo(f"wrote {out}")
+
+
 # --- trace ------------------------------------------------------------------------------
 
 

@@ -88,12 +88,19 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def check_exists(name: str, what: str = "base model") -> None:
+    """A name that is clearly a local path (not a hub name) must exist."""
+    if not Path(name).exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise UserError(f"{what} {name!r} not found")
+
+
 def load_tokenizer(spec: ModelSpec) -> Any:
     from transformers import AutoTokenizer
 
     source = spec.base
     if spec.adapter and _has(Path(spec.adapter), "tokenizer.json", "tokenizer_config.json"):
         source = spec.adapter
+    check_exists(source, "tokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -110,8 +117,7 @@ def load_base(spec: ModelSpec, device: Any, dtype: Any) -> Any:
     if local.is_dir() and not spec.allow_pickle and not _has(local, "*.safetensors") and _has(local, "*.bin", "*.pt"):
         raise UserError(f"{spec.base} holds only pickled weights (.bin), which can run code when loaded; "
                         "convert them to safetensors, or pass --allow-pickle if you trust them")
-    if not local.exists() and (spec.base.startswith((".", "/")) or spec.base.count("/") > 1):
-        raise UserError(f"base model {spec.base!r} not found")
+    check_exists(spec.base)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             spec.base,

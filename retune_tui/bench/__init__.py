@@ -1,0 +1,1 @@
+"""Benchmarks: numbers printed as ratios and written as JSON, never asserted in tests."""

@@ -1,0 +1,1 @@
+"""Training: LoRA adapters (or whole small models) with peft and the transformers Trainer."""

@@ -1,0 +1,119 @@
+"""Trainer callbacks: the loss log and its curve, a time limit, and a progress bar."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+class LossLog(TrainerCallback):
+    """Appends every logged loss to a JSON Lines file (main process only); on resume,
+    lines past the checkpoint's step are dropped so the log stays one curve."""
+
+    def __init__(self, path: Path, resume_step: int = 0) -> None:
+        self.path = path
+        self.resume_step = resume_step
+        self.last_loss: float | None = None
+        self._start = time.perf_counter()
+        self._start_tokens = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        if not state.is_world_process_zero:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if self.path.exists() and self.resume_step:
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= self.resume_step]
+        self.path.write_text("".join(line + "\n" for line in kept))
+        self._start, self._start_tokens = time.perf_counter(), state.num_input_tokens_seen or 0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        self.last_loss = float(logs["loss"])
+        elapsed = time.perf_counter() - self._start
+        tokens = (state.num_input_tokens_seen or 0) - self._start_tokens
+        record = {"step": state.global_step, "loss": round(self.last_loss, 6),
+                  "learning_rate": logs.get("learning_rate"), "tokens": state.num_input_tokens_seen,
+                  "tokens_per_s": round(tokens / elapsed, 1) if elapsed > 0 else None, "seconds": round(elapsed, 2)}
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def plot(self, path: Path, title: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        if not records:
+            return
+        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+        ax.plot([r["step"] for r in records], [r["loss"] for r in records], color="#1f77b4")
+        ax.set(xlabel="step", ylabel="loss (per example)", title=title, yscale="log")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+
+class TimeLimit(TrainerCallback):
+    """Stops training (and saves) after ``minutes``."""
+
+    def __init__(self, minutes: float | None) -> None:
+        self.minutes = minutes
+        self._start = time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.minutes is not None and time.perf_counter() - self._start > 60 * self.minutes:
+            control.should_training_stop = True
+            control.should_save = True
+        return control
+
+
+class ProgressBar(TrainerCallback):
+    """A rich progress bar on the main process: step, loss, tokens/s, ETA."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+        self._loss = float("nan")
+        self._start = 0.0
+        self._tokens0 = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        if not state.is_world_process_zero:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[info]}"), TextColumn("eta"), TimeRemainingColumn(),
+                             transient=False)
+        self._task = self._bar.add_task("train", total=state.max_steps, completed=state.global_step, info="")
+        self._start, self._tokens0 = time.perf_counter(), state.num_input_tokens_seen or 0
+        self._bar.start()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if logs and "loss" in logs:
+            self._loss = float(logs["loss"])
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self._bar is None:
+            return
+        elapsed = max(time.perf_counter() - self._start, 1e-9)
+        rate = ((state.num_input_tokens_seen or 0) - self._tokens0) / elapsed
+        self._bar.update(self._task, completed=state.global_step,
+                         info=f"loss {self._loss:.4f}  {rate:,.0f} tok/s")
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

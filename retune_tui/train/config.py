@@ -1,0 +1,159 @@
+"""Training settings: one flat, typed config; recipes are TOML files of the same fields.
+
+A flag always beats the recipe file, which beats the defaults. Every field is checked in
+``__post_init__`` and an error names the field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from retune_tui.errors import InputError
+from retune_tui.tasks import METHODS, TASKS
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one `retune train` run needs."""
+
+    task: str = field(metadata={"help": "addition, parity or dp"})
+    method: str = field(default="retuning", metadata={"help": "baseline, scratchpad or retuning"})
+    base: str | None = field(default=None, metadata={"help": "base model: a local directory or a hub name"})
+    base_config: str | None = field(default=None, metadata={"help": "a config.json: train from random weights of this architecture"})
+    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer source (default: the base); 'char' builds the character tokenizer"})
+    out: str | None = field(default=None, metadata={"help": "output directory (default runs/TASK-METHOD)"})
+    # data
+    data: str | None = field(default=None, metadata={"help": "a `retune data` JSONL to train on instead of fresh oracle data"})
+    lengths: tuple[int, int] | None = field(default=None, metadata={"help": "problem sizes [lo, hi] (default: the paper's)"})
+    problems: int = field(default=10_000, metadata={"help": "top-level problems to draw examples from"})
+    data_seed: int = field(default=0, metadata={"help": "seed of the problems"})
+    reweight: bool = field(default=True, metadata={"help": "the paper's re-weighting of short and long problems"})
+    # model
+    full: bool = field(default=False, metadata={"help": "train every weight instead of a LoRA adapter"})
+    lora_r: int = field(default=64, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=64, metadata={"help": "LoRA alpha (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_targets: list[str] | None = field(default=None, metadata={"help": "module names to adapt (default: attention q/k/v/o of the architecture)"})
+    # optimisation
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
+    scheduler: str = field(default="linear", metadata={"help": "linear, cosine, constant, constant_with_warmup"})
+    warmup: float = field(default=0.03, metadata={"help": "warmup: a fraction of the steps (<1) or a number of steps"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    micro_batch: int = field(default=4, metadata={"help": "examples per device per forward pass"})
+    accumulation: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    max_steps: int = field(default=1000, metadata={"help": "optimizer steps"})
+    epochs: float | None = field(default=None, metadata={"help": "passes over the examples; sets the steps (beats max_steps)"})
+    max_minutes: float | None = field(default=None, metadata={"help": "stop (and save) after this many minutes"})
+    curriculum: float = field(default=0.0, metadata={"help": "widen sizes from the shortest to all over this fraction of training (0: off)"})
+    group_by_length: bool = field(default=True, metadata={"help": "batch examples of similar length (each example still weighs the same)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations to save memory"})
+    precision: str = field(default="auto", metadata={"help": "auto (bf16 on capable GPUs), bf16, fp16, fp32"})
+    device: str = field(default="auto", metadata={"help": "auto or cpu"})
+    seed: int = field(default=0, metadata={"help": "training seed (order of examples, initialisation)"})
+    # bookkeeping
+    save_steps: int = field(default=200, metadata={"help": "checkpoint every this many steps"})
+    save_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
+    logging_steps: int = field(default=10, metadata={"help": "log the loss every this many steps"})
+    allow_pickle: bool = field(default=False, metadata={"help": "allow pickled base weights"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow code shipped with the base to run"})
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if self.task not in TASKS:
+            raise InputError(f"task: unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
+        if self.method not in {m.value for m in METHODS}:
+            raise InputError(f"method: unknown method {self.method!r}; choose one of: {', '.join(m.value for m in METHODS)}")
+        if (self.base is None) == (self.base_config is None):
+            raise InputError("base: give a base model (--base) or an architecture config (--base-config), not both")
+        if self.lengths is not None:
+            lo, hi = self.lengths = tuple(self.lengths)  # type: ignore[assignment]
+            if not 1 <= lo <= hi:
+                raise InputError(f"lengths: need 1 <= lo <= hi, got {list(self.lengths)}")
+        for name in ("problems", "lora_r", "lora_alpha", "micro_batch", "accumulation", "max_steps", "save_steps",
+                     "save_limit", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.lora_dropout < 1:
+            raise InputError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
+        if not 0 < self.learning_rate < 1:
+            raise InputError(f"learning_rate: must be in (0, 1), got {self.learning_rate}")
+        if not 0 <= self.curriculum <= 1:
+            raise InputError(f"curriculum: must be in [0, 1], got {self.curriculum}")
+        if self.warmup < 0:
+            raise InputError(f"warmup: must be >= 0, got {self.warmup}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise InputError(f"epochs: must be positive, got {self.epochs}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise InputError(f"max_minutes: must be positive, got {self.max_minutes}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision: choose one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise InputError(f"scheduler: choose one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        if self.device not in ("auto", "cpu"):
+            raise InputError(f"device: auto or cpu, got {self.device!r}")
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.task}-{self.method}")
+
+    @property
+    def train_lengths(self) -> tuple[int, int]:
+        return self.lengths or TASKS[self.task].train_lengths
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["lengths"] = list(self.train_lengths)
+        return data
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+                                       "list": (list,), "tuple": (list, tuple)}
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Recipe values of the wrong type are named, not left to fail later."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        annotation = str(f.type)
+        if value is None and "None" in annotation:
+            continue
+        kind = annotation.split("[")[0].split(" ")[0]
+        allowed = _TYPES.get(kind, (object,))
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+            raise InputError(f"{f.name}: expected {kind}, got {value!r}")
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe's fields (unknown fields are an error naming them)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read recipe {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"recipe {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise InputError(f"recipe {path}: unknown field {unknown[0]!r}")
+    return data
+
+
+def build_config(recipe: str | Path | None = None, **flags: Any) -> TrainConfig:
+    """Defaults, then the recipe, then every flag that was given (not None)."""
+    values: dict[str, Any] = read_recipe(recipe) if recipe else {}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    missing = [name for name, f in FIELDS.items() if f.default is MISSING and name not in values]
+    if missing:
+        raise InputError(f"{missing[0]}: required")
+    try:
+        return TrainConfig(**values)
+    except TypeError as exc:
+        raise InputError(f"bad training settings: {exc}") from None

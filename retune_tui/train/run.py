@@ -1,0 +1,235 @@
+"""`retune train`: setup → train → save, with transformers' Trainer and peft.
+
+Runs unchanged on a CPU, one GPU, or several under ``accelerate launch`` / ``torchrun``
+(the Trainer does DDP; an FSDP config ships in ``training/``). Checkpoints go to
+``OUT/checkpoints``; re-running with the same ``--out`` resumes from the last complete
+one with the same data order. The result in ``OUT`` is peft's adapter files (never a
+copy of the base), the tokenizer, a manifest, the loss log and its curve.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from retune_tui.errors import InputError, UserError
+from retune_tui.manifest import Manifest, config_fingerprint
+from retune_tui.train import dataset as ds
+from retune_tui.train.callbacks import LossLog, ProgressBar, TimeLimit
+from retune_tui.train.config import TrainConfig
+from retune_tui.train.model import build_model, load_training_tokenizer
+
+CONFIG_NAME = "train_config.json"
+# Settings a resumed run may change (how long it runs, how it reports), unlike what it learns.
+RESUMABLE_CHANGES = {"max_steps", "epochs", "max_minutes", "save_steps", "save_limit", "logging_steps", "out"}
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    final_loss: float | None
+    seconds: float
+    tokens: int
+    resumed_from: str | None
+
+
+def last_checkpoint(directory: Path) -> Path | None:
+    """The newest checkpoint whose trainer state was fully written (a crash mid-save leaves one without)."""
+    if not directory.is_dir():
+        return None
+    found = []
+    for path in directory.glob("checkpoint-*"):
+        try:
+            step = int(path.name.split("-")[1])
+            json.loads((path / "trainer_state.json").read_text())
+        except (ValueError, OSError, IndexError):
+            continue
+        found.append((step, path))
+    return max(found)[1] if found else None
+
+
+def _check_previous_run(config: TrainConfig, out: Path) -> None:
+    saved = out / CONFIG_NAME
+    if not saved.exists():
+        return
+    before = json.loads(saved.read_text())
+    now = config.to_dict()
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k])
+    if changed:
+        raise InputError(f"{out} holds a run with other settings ({changed[0]}: {before.get(changed[0])!r} there, "
+                         f"{now[changed[0]]!r} now); choose another --out, or --restart to replace it")
+
+
+class ReTrainer:
+    """Builds the Trainer subclass lazily (transformers is imported only when training)."""
+
+    @staticmethod
+    def make(sampler: ds.CurriculumSampler, **kwargs: Any) -> Any:
+        from transformers import Trainer
+
+        class _Trainer(Trainer):
+            def _get_train_sampler(self, train_dataset=None):  # noqa: ANN001 - Trainer's signature
+                return sampler
+
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+                """Cross-entropy averaged over each example's completion tokens, then over
+                examples: a one-token answer weighs as much as a long scratchpad."""
+                labels = inputs.pop("labels")
+                outputs = model(**inputs)
+                logits = outputs.logits[:, :-1].float()  # (B, T-1, vocab)
+                target = labels[:, 1:].to(logits.device)  # (B, T-1)
+                losses = torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=ds.IGNORE, reduction="none"
+                ).view(target.shape)
+                counted = target != ds.IGNORE
+                per_example = (losses * counted).sum(1) / counted.sum(1).clamp(min=1)
+                loss = per_example[counted.any(1)].mean()
+                return (loss, outputs) if return_outputs else loss
+
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer = _Trainer(**kwargs)
+        trainer.remove_callback(PrinterCallback)  # our LossLog and ProgressBar report instead
+        trainer.model_accepts_loss_kwargs = False
+        trainer.loss_is_scaled_for_ga = False  # a per-micro-batch mean: the Trainer divides by accumulation
+        return trainer
+
+
+def _precision(config: TrainConfig) -> tuple[bool, bool, Any]:
+    """(bf16, fp16, dtype to load the base in)."""
+    cuda = torch.cuda.is_available() and config.device != "cpu"
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda and torch.cuda.is_bf16_supported())
+    fp16 = config.precision == "fp16"
+    if (bf16 or fp16) and not cuda and config.precision != "auto":
+        raise InputError(f"precision: {config.precision} needs a GPU here; use fp32 on the CPU")
+    # A LoRA base can sit in bf16 (it is frozen); full training keeps float32 master weights.
+    dtype = torch.bfloat16 if bf16 and not config.full else torch.float32
+    return bf16, fp16, dtype
+
+
+def train(config: TrainConfig, *, restart: bool = False, progress: bool = True) -> TrainResult:
+    """Train an adapter (or a whole model with ``full``) as ``config`` says."""
+    from transformers import TrainingArguments, set_seed
+
+    out = config.output_dir
+    checkpoints = out / "checkpoints"
+    if restart and out.exists():
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        (out / CONFIG_NAME).unlink(missing_ok=True)
+    _check_previous_run(config, out)
+    resume = last_checkpoint(checkpoints)
+
+    tokenizer = load_training_tokenizer(config)
+    if config.data:
+        examples = ds.file_examples(config.data, config.task)
+    else:
+        examples = ds.oracle_examples(config.task, config.method, config.train_lengths, config.problems,
+                                      config.data_seed, config.reweight)
+    bf16, fp16, dtype = _precision(config)
+    use_cpu = config.device == "cpu" or not torch.cuda.is_available()
+    device = torch.device("cpu" if use_cpu else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    set_seed(config.seed)  # the adapter's (or a random base's) initial weights
+    model = build_model(config, tokenizer, device, dtype)
+    max_positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    train_set = ds.TokenizedExamples(examples, tokenizer, max_positions)
+
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    per_step = config.micro_batch * config.accumulation * world
+    if config.epochs is not None:
+        config.max_steps = max(1, math.ceil(config.epochs * len(examples) / per_step))
+    total = config.max_steps * per_step
+    sampler = ds.CurriculumSampler([ex.size for ex in examples], [len(ex.prompt) + len(ex.completion) for ex in examples],
+                                   total, seed=config.seed, curriculum=config.curriculum, batch=config.micro_batch,
+                                   group=64 if config.group_by_length else 1)
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=config.micro_batch,
+        gradient_accumulation_steps=config.accumulation,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.scheduler,
+        warmup_steps=config.warmup if config.warmup < 1 else int(config.warmup),
+        weight_decay=config.weight_decay,
+        max_steps=config.max_steps,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_limit,
+        bf16=bf16,
+        fp16=fp16,
+        use_cpu=use_cpu,
+        seed=config.seed,
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=0,
+    )
+    log = LossLog(out / "loss.jsonl", resume_step=_step_of(resume))
+    callbacks = [log, TimeLimit(config.max_minutes)] + ([ProgressBar()] if progress else [])
+    trainer = ReTrainer.make(sampler, model=model, args=args, train_dataset=train_set,
+                             data_collator=ds.collate(tokenizer.pad_token_id), callbacks=callbacks)
+    if trainer.is_world_process_zero():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    start = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except torch.cuda.OutOfMemoryError:
+        raise UserError("out of GPU memory; lower --micro-batch (and raise --accumulation), or use "
+                        "--gradient-checkpointing") from None
+    seconds = time.perf_counter() - start
+    state = trainer.state
+    final_loss = log.last_loss
+    if trainer.is_world_process_zero():
+        _save_result(trainer.model, tokenizer, config, out, state.global_step, final_loss)
+        log.plot(out / "loss.png", title=f"{config.task} · {config.method}")
+    return TrainResult(out, state.global_step, final_loss, seconds, int(state.num_input_tokens_seen or 0),
+                       str(resume) if resume else None)
+
+
+def _step_of(checkpoint: Path | None) -> int:
+    return int(checkpoint.name.split("-")[1]) if checkpoint else 0
+
+
+def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, steps: int, loss: float | None) -> None:
+    """Write the adapter (or full model), tokenizer and manifest via a temp dir, then move them in."""
+    import importlib.metadata as md
+
+    staging = out / ".saving"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    versions = {name: md.version(name) for name in ("torch", "transformers", "peft", "accelerate")}
+    versions["retune"] = md.version("retune")
+    manifest = Manifest(
+        task=config.task,
+        method=config.method,
+        base=config.base or f"random:{config.base_config}",
+        base_fingerprint=config_fingerprint(base_model.config.to_dict()),
+        tokenizer=config.tokenizer or config.base or "",
+        train_lengths=config.train_lengths,
+        weighting={"reweight": config.reweight, "problems": config.problems, "data": config.data,
+                   "curriculum": config.curriculum},
+        lora={} if config.full else {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
+                                     "targets": config.lora_targets or "auto"},
+        steps=steps,
+        final_loss=loss,
+        versions=versions,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        extra={"full": config.full},
+    )
+    manifest.write(staging)
+    for path in staging.iterdir():
+        os.replace(path, out / path.name)
+    staging.rmdir()

@@ -1,0 +1,26 @@
+"""Every shipped recipe loads, validates, and opens with the command that runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retune_tui.train.config import build_config
+
+RECIPES = sorted((Path(__file__).resolve().parent.parent / "training").rglob("*.toml"))
+
+
+def test_there_is_a_recipe_per_task_and_method():
+    names = {p.stem for p in RECIPES if p.parent.name == "llama7b"}
+    assert names == {f"{t}-{m}" for t in ("addition", "parity", "dp") for m in ("baseline", "scratchpad", "retuning")}
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(p.parent.parent)))
+def test_recipe_is_valid_and_says_how_to_run_it(recipe):
+    first = recipe.read_text().splitlines()[0]
+    assert first.startswith("# retune train") and str(recipe.relative_to(recipe.parent.parent.parent)) in first
+    config = build_config(recipe)
+    assert config.task in recipe.stem
+    if recipe.parent.name == "llama7b":
+        assert (config.lora_r, config.lora_alpha, config.lora_dropout, config.learning_rate) == (64, 64, 0.05, 2e-4)

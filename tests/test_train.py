@@ -1,0 +1,195 @@
+"""Training on tiny models built in the test: loss, labels, adapters, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_models import tiny_model
+
+from retune_tui.errors import InputError
+from retune_tui.train import dataset as ds
+from retune_tui.train.config import build_config, read_recipe
+from retune_tui.train.run import last_checkpoint, train
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    path = tmp_path_factory.mktemp("base") / "llama"
+    model, tok = tiny_model("llama", dtype=torch.float32, init=0.3)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def quick(model_dir, out, **kw):
+    settings = dict(task="parity", base=str(model_dir), out=str(out), max_steps=40, problems=200, lengths=(1, 4),
+                    lora_r=8, lora_alpha=16, learning_rate=0.01, logging_steps=5, save_steps=20, micro_batch=8)
+    settings.update(kw)
+    return build_config(**settings)
+
+
+def test_labels_mask_the_prompt_and_padding():
+    _, tok = tiny_model("llama")
+    ids, labels = ds.tokenize(tok, "What is the parity of [1]?\nSolution: ", "1")
+    prompt_len = len(tok("What is the parity of [1]?\nSolution: ")["input_ids"])
+    assert labels[:prompt_len] == [ds.IGNORE] * prompt_len
+    assert labels[prompt_len:] == ids[prompt_len:] == [tok.convert_tokens_to_ids("1"), tok.eos_token_id]
+    batch = ds.collate(tok.pad_token_id)([{"input_ids": ids, "labels": labels},
+                                          {"input_ids": ids[:3], "labels": [ds.IGNORE] * 3}])
+    assert (batch["labels"][1, 3:] == ds.IGNORE).all() and (batch["attention_mask"][1, 3:] == 0).all()
+    assert (batch["input_ids"][1, 3:] == tok.pad_token_id).all()
+
+
+def test_curriculum_starts_short_and_widens():
+    sizes = [1] * 10 + [2] * 10 + [5] * 10
+    sampler = ds.CurriculumSampler(sizes, [s * 10 for s in sizes], 3000, seed=0, curriculum=0.5, batch=1, group=1)
+    drawn = [sizes[i] for i in sampler]
+    assert max(drawn[:300]) == 1 and max(drawn[-1000:]) == 5
+    again = ds.CurriculumSampler(sizes, [s * 10 for s in sizes], 3000, seed=0, curriculum=0.5, batch=1, group=1)
+    assert list(again) == list(sampler)
+
+
+def test_grouping_by_length_keeps_every_index():
+    lengths = list(range(100))
+    plain = ds.CurriculumSampler([1] * 100, lengths, 512, seed=3, curriculum=0, batch=8, group=1)
+    grouped = ds.CurriculumSampler([1] * 100, lengths, 512, seed=3, curriculum=0, batch=8, group=8)
+    assert sorted(plain) == sorted(grouped)
+    spans = [max(lengths[i] for i in grouped.indices[k:k + 8]) - min(lengths[i] for i in grouped.indices[k:k + 8])
+             for k in range(0, 512, 8)]
+    assert sum(spans) / len(spans) < 40  # similar lengths within a micro-batch
+
+
+def test_training_lowers_the_loss_and_writes_an_adapter(base, tmp_path):
+    result = train(quick(base, tmp_path / "run"), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "loss.jsonl").read_text().splitlines()]
+    assert result.steps == 40 and log[-1]["loss"] < 0.9 * log[0]["loss"]
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "retune.json", "loss.png", "tokenizer.json"} <= files
+    assert "model.safetensors" not in files  # never a copy of the base
+    manifest = json.loads((tmp_path / "run" / "retune.json").read_text())
+    assert manifest["task"] == "parity" and manifest["train_lengths"] == [1, 4] and manifest["steps"] == 40
+
+
+def test_saved_adapter_reloads_with_identical_logits(base, tmp_path):
+    from retune_tui.engine.loading import ModelSpec, load_model
+    from retune_tui.train.model import build_model, load_training_tokenizer
+
+    config = quick(base, tmp_path / "run", max_steps=10)
+    train(config, progress=False)
+    loaded = load_model(ModelSpec(str(base), str(tmp_path / "run"), device="cpu"))
+    ids = torch.tensor([loaded.tokenizer("What is the parity of [1, 0]?\nSolution: ")["input_ids"]])
+    # The same adapter, rebuilt by hand from its safetensors.
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    fresh = build_model(config, load_training_tokenizer(config), torch.device("cpu"), torch.float32)
+    set_peft_model_state_dict(fresh, load_file(tmp_path / "run" / "adapter_model.safetensors"))
+    fresh.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded.model(input_ids=ids).logits, fresh(input_ids=ids).logits)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (dict(task="multiplication"), "task: unknown task"),
+    (dict(base=None), "base: give a base model"),
+    (dict(lora_r=0), "lora_r: must be at least 1"),
+    (dict(precision="fp8"), "precision: choose one of"),
+    (dict(lengths=(5, 2)), "lengths: need 1 <= lo <= hi"),
+    (dict(learning_rate="fast"), "learning_rate: expected float"),
+])
+def test_bad_settings_name_the_field(base, tmp_path, settings, message):
+    with pytest.raises(InputError, match=message):
+        quick(base, tmp_path, **settings)
+
+
+def test_missing_base_is_one_line(tmp_path):
+    from retune_tui.errors import UserError
+
+    with pytest.raises(UserError, match="not found"):
+        train(build_config(task="parity", base=str(tmp_path / "nope"), out=str(tmp_path / "o")), progress=False)
+
+
+def test_recipe_with_a_wrong_field(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('task = "parity"\nbase = "x"\nlearnin_rate = 1e-4\n')
+    with pytest.raises(InputError, match="unknown field 'learnin_rate'"):
+        read_recipe(recipe)
+
+
+def test_flags_beat_the_recipe(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('task = "parity"\nbase = "x"\nmax_steps = 7\nlora_r = 16\n')
+    config = build_config(recipe, max_steps=9)
+    assert config.max_steps == 9 and config.lora_r == 16
+
+
+def test_cli_bad_inputs_are_one_line():
+    from typer.testing import CliRunner
+
+    from retune_tui.cli import app
+
+    for args, message in [(["train", "chess", "--base", "x"], "unknown task"),
+                          (["train", "parity"], "give a base model"),
+                          (["train", "parity", "--base", "x", "--recipe", "/no/such.toml"], "cannot read recipe")]:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_a_run_with_other_settings_is_not_overwritten(base, tmp_path):
+    train(quick(base, tmp_path / "run", max_steps=5), progress=False)
+    with pytest.raises(InputError, match="holds a run with other settings"):
+        train(quick(base, tmp_path / "run", max_steps=5, task="addition", lengths=(1, 2)), progress=False)
+
+
+def _train_cli(base, out, steps, extra=()):
+    return [sys.executable, "-m", "retune_tui.cli", "train", "parity", "--base", str(base), "--out", str(out),
+            "--max-steps", str(steps), "--problems", "200", "--lengths", "1-4", "--lora-r", "8",
+            "--learning-rate", "0.01", "--save-steps", "10", "--logging-steps", "5", "--micro-batch", "8",
+            "--device", "cpu", *extra]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_the_same_data_order(base, tmp_path):
+    """Kill a run after its first checkpoint; re-running it ends where an uninterrupted run does."""
+    steps = 60
+    subprocess.run(_train_cli(base, tmp_path / "whole", steps), check=True, capture_output=True)
+    proc = subprocess.Popen(_train_cli(base, tmp_path / "cut", steps, ["--save-limit", "10"]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while last_checkpoint(tmp_path / "cut" / "checkpoints") is None:
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "adapter_model.safetensors").exists()
+    done = subprocess.run(_train_cli(base, tmp_path / "cut", steps), check=True, capture_output=True, text=True)
+    assert "resumed from" in done.stdout
+    from safetensors.torch import load_file
+
+    whole = load_file(tmp_path / "whole" / "adapter_model.safetensors")
+    cut = load_file(tmp_path / "cut" / "adapter_model.safetensors")
+    assert whole.keys() == cut.keys()
+    for key in whole:
+        torch.testing.assert_close(whole[key], cut[key], rtol=1e-4, atol=1e-5)
+    steps_logged = [json.loads(line)["step"] for line in (tmp_path / "cut" / "loss.jsonl").read_text().splitlines()]
+    assert steps_logged == sorted(set(steps_logged)) and steps_logged[-1] == steps
+
+
+@pytest.mark.slow
+def test_two_processes_on_cpu_make_one_adapter(base, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "retune_tui.cli", *_train_cli(base, tmp_path / "ddp", 10)[3:]]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "ddp" / "adapter_model.safetensors").exists()
+    assert json.loads((tmp_path / "ddp" / "retune.json").read_text())["steps"] == 10
+    assert result.stdout.count("trained 10 steps") == 2  # both ranks finish; only rank 0 writes

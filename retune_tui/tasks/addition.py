@@ -42,6 +42,7 @@ class Addition(Task):
     name = "addition"
     expected = "two non-negative integers like '123 + 456'"
     train_lengths = (1, 15)
+    eval_lengths = (1, 30)
 
     def parse(self, text: str) -> AdditionProblem:
         m = _TYPED.fullmatch(strip_prompt(text))

@@ -120,6 +120,7 @@ class DP(Task):
     name = "dp"
     expected = "a list of integers from -5 to 5 like '[3, -2, 5]'"
     train_lengths = (2, 5)
+    eval_lengths = (2, 10)
 
     def parse(self, text: str) -> DPAny:
         body = strip_prompt(text)

@@ -21,6 +21,7 @@ class Parity(Task):
     name = "parity"
     expected = "a list of 0s and 1s like '[1, 0, 1]' or '1 0 1'"
     train_lengths = (1, 21)
+    eval_lengths = (1, 40)
 
     def parse(self, text: str) -> ParityProblem:
         body = strip_prompt(text)

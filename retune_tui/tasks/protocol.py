@@ -136,6 +136,8 @@ class Task(ABC):
     expected: str
     #: Problem sizes the paper trained on (FORMATS.md), the default for data and training.
     train_lengths: tuple[int, int]
+    #: Sizes evaluated by default: the trained ones and well beyond.
+    eval_lengths: tuple[int, int]
 
     # --- problems -------------------------------------------------------------------
 

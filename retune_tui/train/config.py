@@ -15,6 +15,8 @@ from retune_tui.errors import InputError
 from retune_tui.tasks import METHODS, TASKS
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+SKILLS = "skills"  # the pre-training corpus of train/skills.py, not a task
+SKILL_LENGTHS = (1, 64)
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
 
@@ -22,7 +24,7 @@ SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 class TrainConfig:
     """Everything one `retune train` run needs."""
 
-    task: str = field(metadata={"help": "addition, parity or dp"})
+    task: str = field(metadata={"help": "addition, parity or dp; or 'skills' to pre-train a base on copying"})
     method: str = field(default="retuning", metadata={"help": "baseline, scratchpad or retuning"})
     base: str | None = field(default=None, metadata={"help": "base model: a local directory or a hub name"})
     base_config: str | None = field(default=None, metadata={"help": "a config.json: train from random weights of this architecture"})
@@ -65,8 +67,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        if self.task not in TASKS:
-            raise InputError(f"task: unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
+        if self.task not in TASKS and self.task != SKILLS:
+            raise InputError(f"task: unknown task {self.task!r}; choose one of: {', '.join(TASKS)} (or {SKILLS})")
         if self.method not in {m.value for m in METHODS}:
             raise InputError(f"method: unknown method {self.method!r}; choose one of: {', '.join(m.value for m in METHODS)}")
         if (self.base is None) == (self.base_config is None):
@@ -104,7 +106,9 @@ class TrainConfig:
 
     @property
     def train_lengths(self) -> tuple[int, int]:
-        return self.lengths or TASKS[self.task].train_lengths
+        if self.lengths:
+            return self.lengths
+        return SKILL_LENGTHS if self.task == SKILLS else TASKS[self.task].train_lengths
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -33,7 +33,11 @@ class TextExample:
 
 def oracle_examples(task: str, method: str, lengths: tuple[int, int], problems: int, seed: int,
                     reweight: bool) -> list[TextExample]:
-    """Fresh examples from oracle traces, as `retune data` makes them."""
+    """Fresh examples from oracle traces, as `retune data` makes them (or skills to pre-train on)."""
+    if task == "skills":
+        from retune_tui.train.skills import skill_examples
+
+        return [TextExample(p, c, size) for p, c, size in skill_examples(lengths, problems, seed)]
     spec = DataSpec(task, get_method(method), lengths, problems, seed,
                     Weighting.paper(task) if reweight else Weighting())
     return [TextExample(ex.prompt, ex.completion, ex.size) for ex in datasets.examples(spec)]
@@ -41,11 +45,11 @@ def oracle_examples(task: str, method: str, lengths: tuple[int, int], problems: 
 
 def file_examples(path: str, task: str) -> list[TextExample]:
     """Examples from a `retune data` JSONL (size read from the record, or from its prompt)."""
-    the_task = get_task(task)
+    the_task = None if task == "skills" else get_task(task)
     out = []
     try:
         for record in datasets.read_jsonl(path):
-            size = record.get("size") or the_task.size(the_task.parse(record["prompt"]))
+            size = record.get("size") or (the_task.size(the_task.parse(record["prompt"])) if the_task else 1)
             out.append(TextExample(record["prompt"], record["completion"], int(size)))
     except OSError as exc:
         raise InputError(f"cannot read data {path}: {exc.strerror}") from None

@@ -1,0 +1,136 @@
+"""`retune eval`: the paper's measurement (accuracy by size, in and out of distribution),
+where recursions break, and the teacher-forced check; `retune report` renders results again."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retune_tui.engine import Limits, OracleGenerator
+from retune_tui.engine.loading import ModelSpec
+from retune_tui.errors import InputError
+from retune_tui.evaluate.accuracy import RunResult, Subject, evaluate_subject, merge
+from retune_tui.manifest import Manifest
+from retune_tui.tasks import get_method, get_task
+from retune_tui.trace import Trace, write_events
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate and how.
+
+    Attributes:
+        adapters: adapter directories (each with its manifest); one line each.
+        base: the base model the adapters sit on.
+        oracle: also (or only) evaluate the oracle, for ``task``/``methods``.
+        task, methods: what the oracle solves (adapters say their own).
+        sizes: problem sizes (default: the task's evaluation range).
+        n: problems per size; seed: which problems.
+        teacher: also run the teacher-forced check (models only).
+    """
+
+    adapters: list[str] = field(default_factory=list)
+    base: str | None = None
+    oracle: bool = False
+    task: str | None = None
+    methods: list[str] = field(default_factory=lambda: ["retuning"])
+    sizes: list[int] | None = None
+    n: int = 100
+    seed: int = 0
+    batch: int = 256
+    limits: Limits = field(default_factory=Limits)
+    teacher: bool = True
+    keep_failures: int = 3
+    device: str = "auto"
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not self.adapters and not self.oracle:
+            raise InputError("nothing to evaluate: give --adapter DIR (one or more) or --oracle")
+        if self.oracle and self.task is None:
+            raise InputError("--oracle needs --task")
+        if self.adapters and self.base is None:
+            raise InputError("adapters need the --base model they were trained on")
+        if self.n < 1 or self.batch < 1:
+            raise InputError("--n and --batch must be at least 1")
+
+
+def _shard() -> tuple[int, int]:
+    """(rank, world) under torchrun / accelerate launch, else (0, 1)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def build_subjects(config: EvalConfig) -> list[tuple[Subject, Any]]:
+    """Subjects, each with what the teacher-forced check needs (model, tokenizer) or None."""
+    subjects: list[tuple[Subject, Any]] = []
+    if config.oracle:
+        task = get_task(config.task)
+        for name in config.methods:
+            method = get_method(name)
+            subjects.append((Subject("oracle", task, method, task.train_lengths,
+                                     lambda t=task, m=method: OracleGenerator(t, m)), None))
+    for adapter in config.adapters:
+        manifest = Manifest.read(adapter)
+        if manifest is None:
+            raise InputError(f"{adapter} has no retune.json manifest; cannot tell its task and method")
+        subjects.append((_model_subject(config, adapter, manifest), adapter))
+    return subjects
+
+
+def _model_subject(config: EvalConfig, adapter: str, manifest: Manifest) -> Subject:
+    from retune_tui.engine.hf import HFGenerator
+    from retune_tui.engine.loading import load_model
+
+    rank, world = _shard()
+    device = config.device
+    if world > 1 and device == "auto":
+        import torch
+
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    loaded = load_model(ModelSpec(config.base, adapter, device, config.dtype), task=manifest.task,
+                        method=manifest.method)
+    task, method = get_task(manifest.task), get_method(manifest.method)
+    subject = Subject(Path(adapter).name, task, method, tuple(manifest.train_lengths),
+                      lambda: HFGenerator(loaded.model, loaded.tokenizer, name=loaded.name))
+    subject.loaded = loaded  # type: ignore[attr-defined] - kept for the teacher-forced check
+    return subject
+
+
+def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = None,
+             failures_dir: Path | None = None) -> list[RunResult]:
+    """Evaluate every subject; merged over processes when sharded (rank 0 gets the results)."""
+    rank, world = _shard()
+    results = []
+    for subject, adapter in build_subjects(config):
+        sizes = config.sizes or list(range(subject.task.eval_lengths[0], subject.task.eval_lengths[1] + 1))
+        result, failures = evaluate_subject(subject, sizes, config.n, config.seed, limits=config.limits,
+                                            batch=config.batch, shard=(rank, world), on_done=on_done,
+                                            keep_failures=config.keep_failures)
+        if config.teacher and adapter is not None and rank == 0:
+            from retune_tui.evaluate.teacher import teacher_forced
+
+            loaded = subject.loaded  # type: ignore[attr-defined]
+            result.teacher = teacher_forced(subject.task, subject.method, loaded.model, loaded.tokenizer, sizes,
+                                            min(config.n, 20), config.seed)
+        if failures_dir is not None and failures:
+            events = [e for trace in failures for e in trace.events]
+            write_events(failures_dir / f"{subject.label}-{subject.method}-failures.rank{rank}.jsonl", events)
+        results.append(result)
+    if world > 1:
+        results = _gather(results)
+    return results
+
+
+def _gather(results: list[RunResult]) -> list[RunResult]:
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        import torch
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    everyone: list[list[dict]] = [None] * dist.get_world_size()  # type: ignore[list-item]
+    dist.all_gather_object(everyone, [r.to_json() for r in results])
+    return [merge([RunResult.from_json(part[i]) for part in everyone]) for i in range(len(results))]

@@ -1,0 +1,148 @@
+"""Accuracy by problem size for one or more models, and why the wrong answers are wrong.
+
+Every subject (an adapter, or the oracle) of a task gets the same fresh problems per
+size. Problems are solved with the engine in batches; each answer is scored against
+the ground truth with the task's answer extraction, and each wrong one is traced to
+its first faulty segment (``faults.first_fault``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import asdict, dataclass, field
+from random import Random
+from typing import Any
+
+from retune_tui.engine import Generator, Limits, Runner
+from retune_tui.evaluate.faults import first_fault
+from retune_tui.tasks.protocol import Method, Task
+from retune_tui.trace import Trace
+
+
+@dataclass
+class Subject:
+    """One line of the plot: a model (or the oracle) solving one task with one method."""
+
+    label: str
+    task: Task
+    method: Method
+    trained: tuple[int, int] | None
+    make_generator: Callable[[], Generator]
+
+
+@dataclass
+class SizeResult:
+    size: int
+    n: int
+    correct: int
+    in_distribution: bool | None
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+
+@dataclass
+class RunResult:
+    label: str
+    task: str
+    method: str
+    trained: tuple[int, int] | None
+    sizes: list[SizeResult] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)  # {size, depth, kind, count}
+    teacher: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["trained"] = list(self.trained) if self.trained else None
+        for row, size in zip(data["sizes"], self.sizes):
+            row["accuracy"] = round(size.accuracy, 4)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunResult:
+        sizes = [SizeResult(**{k: v for k, v in row.items() if k != "accuracy"}) for row in data["sizes"]]
+        trained = tuple(data["trained"]) if data.get("trained") else None
+        return cls(data["label"], data["task"], data["method"], trained, sizes, data.get("faults", []),
+                   data.get("teacher"))
+
+
+def problems_for(task: Task, size: int, n: int, seed: int) -> list[Hashable]:
+    """The same fresh problems for every subject: seeded by (seed, task, size)."""
+    rng = Random(f"eval:{seed}:{task.name}:{size}")
+    return [task.sample(rng, size) for _ in range(n)]
+
+
+def solve_all(subject: Subject, problems: list[Hashable], limits: Limits, batch: int,
+              on_done: Callable[[Trace], None] | None = None) -> list[Trace]:
+    """Solve problems in batches of ``batch`` with one generator."""
+    generator = subject.make_generator()
+    traces: list[Trace] = []
+    for start in range(0, len(problems), batch):
+        runner = Runner(subject.task, subject.method, generator, limits)
+        for event in runner.events(problems[start : start + batch], first_tree=start):
+            if on_done is not None and event.kind == "run_finished":
+                on_done(runner.trace(event.tree))
+        traces += runner.traces
+    return traces
+
+
+def evaluate_subject(subject: Subject, sizes: Sequence[int], n: int, seed: int, *, limits: Limits | None = None,
+                     batch: int = 256, shard: tuple[int, int] = (0, 1),
+                     on_done: Callable[[Trace], None] | None = None,
+                     keep_failures: int = 0) -> tuple[RunResult, list[Trace]]:
+    """Accuracy per size, the faults of the wrong answers, and a few failed traces.
+
+    ``shard`` = (rank, world) evaluates every world-th problem, for several processes.
+    """
+    rank, world = shard
+    keyed = [(size, p) for size in sizes for p in problems_for(subject.task, size, n, seed)][rank::world]
+    start = time.perf_counter()
+    traces = solve_all(subject, [p for _, p in keyed], limits or Limits(), batch, on_done)
+    seconds = time.perf_counter() - start
+    result = RunResult(subject.label, subject.task.name, subject.method.value, subject.trained)
+    faults: Counter[tuple[int, int, str]] = Counter()
+    failures: list[Trace] = []
+    kept: Counter[int] = Counter()
+    per_size: dict[int, SizeResult] = {}
+    lo, hi = subject.trained or (None, None)
+    for (size, _), trace in zip(keyed, traces):
+        row = per_size.setdefault(size, SizeResult(size, 0, 0, None if lo is None else lo <= size <= hi))
+        row.n += 1
+        row.tokens += trace.finished.tokens if trace.finished else 0
+        if trace.finished and trace.finished.correct:
+            row.correct += 1
+            continue
+        fault = first_fault(subject.task, subject.method, trace)
+        faults[(size, fault.depth if fault else -1, fault.kind if fault else "answer unreadable")] += 1
+        if kept[size] < keep_failures:
+            kept[size] += 1
+            failures.append(trace)
+    for row in per_size.values():
+        row.seconds = round(seconds * row.n / max(len(keyed), 1), 4)
+    result.sizes = [per_size[s] for s in sorted(per_size)]
+    result.faults = [{"size": s, "depth": d, "kind": k, "count": c} for (s, d, k), c in sorted(faults.items())]
+    return result, failures
+
+
+def merge(parts: list[RunResult]) -> RunResult:
+    """Results of the shards of one subject, merged."""
+    first = parts[0]
+    sizes: dict[int, SizeResult] = {}
+    faults: Counter[tuple[int, int, str]] = Counter()
+    for part in parts:
+        for row in part.sizes:
+            into = sizes.setdefault(row.size, SizeResult(row.size, 0, 0, row.in_distribution))
+            into.n += row.n
+            into.correct += row.correct
+            into.tokens += row.tokens
+            into.seconds = max(into.seconds, row.seconds)
+        for f in part.faults:
+            faults[(f["size"], f["depth"], f["kind"])] += f["count"]
+    return RunResult(first.label, first.task, first.method, first.trained, [sizes[s] for s in sorted(sizes)],
+                     [{"size": s, "depth": d, "kind": k, "count": c} for (s, d, k), c in sorted(faults.items())],
+                     first.teacher)

@@ -1,0 +1,116 @@
+"""Results as files, tables and plots: what `retune eval` writes and `retune report` reads."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from retune_tui.errors import UserError
+from retune_tui.evaluate.accuracy import RunResult
+
+
+def write_results(path: Path, runs: list[RunResult], settings: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"settings": settings, "runs": [r.to_json() for r in runs]}, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_results(path: Path) -> tuple[list[RunResult], dict[str, Any]]:
+    try:
+        data = json.loads(Path(path).read_text())
+        return [RunResult.from_json(r) for r in data["runs"]], data.get("settings", {})
+    except OSError as exc:
+        raise UserError(f"cannot read results {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path} is not a `retune eval` results file ({exc})") from None
+
+
+def accuracy_tables(runs: list[RunResult]) -> list[Any]:
+    """One rich table per task: a row per size, a column per run (trained sizes marked •)."""
+    from rich.table import Table
+
+    tables = []
+    by_task: dict[str, list[RunResult]] = defaultdict(list)
+    for run in runs:
+        by_task[run.task].append(run)
+    for task, task_runs in by_task.items():
+        table = Table(title=f"{task}: accuracy by size (• trained size)")
+        table.add_column("size", justify="right")
+        for run in task_runs:
+            table.add_column(f"{run.label}\n{run.method}", justify="right")
+        sizes = sorted({row.size for run in task_runs for row in run.sizes})
+        for size in sizes:
+            cells = []
+            for run in task_runs:
+                row = next((r for r in run.sizes if r.size == size), None)
+                if row is None:
+                    cells.append("")
+                    continue
+                mark = "•" if row.in_distribution else " "
+                style = "green" if row.accuracy >= 0.99 else "yellow" if row.accuracy >= 0.5 else "red"
+                cells.append(f"[{style}]{100 * row.accuracy:5.1f}%[/{style}] {mark}")
+            table.add_row(str(size), *cells)
+        tables.append(table)
+    return tables
+
+
+def faults_table(run: RunResult) -> Any | None:
+    """Where the wrong answers first went wrong: counts by size, depth and kind."""
+    from rich.table import Table
+
+    if not run.faults:
+        return None
+    table = Table(title=f"{run.label} ({run.task} · {run.method}): first wrong segment of each wrong answer")
+    for col in ("size", "depth", "kind", "count"):
+        table.add_column(col, justify="right" if col != "kind" else "left")
+    for f in run.faults:
+        table.add_row(str(f["size"]), "—" if f["depth"] < 0 else str(f["depth"]), f["kind"], str(f["count"]))
+    return table
+
+
+def teacher_table(run: RunResult) -> Any | None:
+    from rich.table import Table
+
+    if not run.teacher:
+        return None
+    table = Table(title=f"{run.label}: teacher-forced segments ({run.teacher['contexts']} contexts, "
+                        f"{100 * run.teacher['accuracy']:.1f}% exact)")
+    for col in ("depth", "kind", "exact", "accuracy"):
+        table.add_column(col, justify="right")
+    for row in run.teacher["rows"]:
+        table.add_row(str(row["depth"]), row["kind"], f"{row['correct']}/{row['total']}",
+                      f"{100 * row['accuracy']:.1f}%")
+    return table
+
+
+def plot_results(runs: list[RunResult], path: Path, title: str | None = None) -> None:
+    """Accuracy against size, one line per run, the trained sizes shaded (the paper's figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_task: dict[str, list[RunResult]] = defaultdict(list)
+    for run in runs:
+        by_task[run.task].append(run)
+    fig, axes = plt.subplots(1, len(by_task), figsize=(5.5 * len(by_task), 3.8), dpi=110, squeeze=False)
+    for ax, (task, task_runs) in zip(axes[0], by_task.items()):
+        trained = [r.trained for r in task_runs if r.trained]
+        if trained:
+            lo, hi = min(t[0] for t in trained), max(t[1] for t in trained)
+            ax.axvspan(lo - 0.5, hi + 0.5, color="0.9", label="trained sizes")
+        for run in task_runs:
+            ax.plot([r.size for r in run.sizes], [100 * r.accuracy for r in run.sizes], marker="o", markersize=3,
+                    label=f"{run.label} ({run.method})")
+        ax.set(title=task, xlabel="problem size", ylabel="accuracy (%)", ylim=(-3, 103))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)

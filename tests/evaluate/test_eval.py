@@ -1,0 +1,116 @@
+"""Evaluation: the oracle scores 100%, a corrupted oracle's fault is found, results round-trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from retune_tui.cli import app
+from retune_tui.engine import OracleGenerator
+from retune_tui.evaluate.accuracy import Subject, evaluate_subject, merge
+from retune_tui.evaluate.faults import (LIMIT, MISSING_CALL, WRONG_BASE, WRONG_CALL, WRONG_COMBINE, classify,
+                                        first_fault)
+from retune_tui.evaluate.report import read_results, write_results
+from retune_tui.tasks import TASKS, get_task
+from retune_tui.tasks.protocol import METHODS, Method, returned_values
+
+
+class CorruptedOracle(OracleGenerator):
+    """The addition oracle, except that contexts at ``depth`` ignore the returned carry."""
+
+    def __init__(self, depth: int):
+        super().__init__(get_task("addition"), Method.RETUNING)
+        self.depth = depth
+
+    def segment(self, context: str) -> str:
+        problem = self.task.parse(context)
+        returns = returned_values(context)
+        if returns and self.task.size(problem) == self.size - self.depth:
+            returns = [returns[-1].replace("Carry 1", "Carry 0")]
+        return self.task.oracle_step(problem, Method.RETUNING, returns).text
+
+
+def oracle_subject(task, method, trained=None):
+    return Subject("oracle", task, method, trained, lambda: OracleGenerator(task, method))
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+@pytest.mark.parametrize("method", METHODS)
+def test_the_oracle_scores_100_percent_at_every_size(task_name, method):
+    task = get_task(task_name)
+    result, failures = evaluate_subject(oracle_subject(task, method, (2, 3)), [2, 3, 5, 8], n=6, seed=1)
+    assert [r.accuracy for r in result.sizes] == [1.0] * 4 and not result.faults and not failures
+    assert [r.in_distribution for r in result.sizes] == [True, True, False, False]
+
+
+def test_a_dropped_carry_is_found_at_depth_3():
+    task = get_task("addition")
+    size = 6
+
+    def corrupted():
+        gen = CorruptedOracle(depth=3)
+        gen.size = size
+        return gen
+
+    # Problems whose digit sums carry everywhere, so that dropping a carry changes the answer.
+    subject = Subject("corrupt", task, Method.RETUNING, (1, 6), corrupted)
+    result, failures = evaluate_subject(subject, [size], n=30, seed=0, keep_failures=2)
+    assert result.sizes[0].correct < 30
+    kinds = {(f["depth"], f["kind"]) for f in result.faults}
+    assert kinds == {(3, WRONG_COMBINE)}
+    fault = first_fault(task, Method.RETUNING, failures[0])
+    assert fault.depth == 3 and fault.kind == WRONG_COMBINE and "Carry" in fault.expected
+
+
+@pytest.mark.parametrize(("expected", "got", "index", "kind"), [
+    ("Call: 12 + 34\n", "Call: 12 + 35\n", 0, WRONG_CALL),
+    ("Call: 12 + 34\n", "Carry 0, Output 46", 0, MISSING_CALL),
+    ("Carry 0, Output 46", "Carry 0, Output 47", 0, WRONG_BASE),
+    ("Carry 0, Output 46", "Carry 0, Output 47", 1, WRONG_COMBINE),
+])
+def test_fault_kinds(expected, got, index, kind):
+    assert classify(get_task("addition"), Method.RETUNING, index, expected, got) == kind
+
+
+def test_a_limit_is_its_own_kind():
+    from helpers import ScriptedGenerator
+
+    from retune_tui.engine import Limits, Runner
+
+    task = get_task("parity")
+    gen = ScriptedGenerator(lambda c: task.oracle(c, Method.RETUNING) + ("x" * 50 if "[1]?" in c else ""))
+    [trace] = Runner(task, Method.RETUNING, gen, Limits(max_segment_tokens=40)).run([task.parse("0 0 1")])
+    fault = first_fault(task, Method.RETUNING, trace)
+    assert fault.kind == LIMIT and fault.depth == 2
+
+
+def test_shards_merge_to_the_whole():
+    task = get_task("dp")
+    subject = oracle_subject(task, Method.RETUNING)
+    whole, _ = evaluate_subject(subject, [2, 4], n=5, seed=2)
+    parts = [evaluate_subject(subject, [2, 4], n=5, seed=2, shard=(r, 3))[0] for r in range(3)]
+    merged = merge(parts)
+    assert [(r.size, r.n, r.correct) for r in merged.sizes] == [(r.size, r.n, r.correct) for r in whole.sizes]
+
+
+def test_results_round_trip_through_report(tmp_path):
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(app, ["eval", "--oracle", "--task", "parity", "--methods", "retuning,baseline",
+                                      "--sizes", "1-3", "--n", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.png").exists()
+    runs, settings = read_results(out)
+    assert [r.method for r in runs] == ["retuning", "baseline"] and settings["n"] == 4
+    write_results(tmp_path / "again.json", runs, settings)
+    assert json.loads((tmp_path / "again.json").read_text()) == json.loads(out.read_text())
+    shown = CliRunner().invoke(app, ["report", str(out), "--plot", str(tmp_path / "p.png")])
+    assert shown.exit_code == 0 and "100.0%" in shown.output and (tmp_path / "p.png").exists()
+
+
+def test_eval_bad_input():
+    runner = CliRunner()
+    assert "nothing to evaluate" in runner.invoke(app, ["eval"]).output
+    bad = runner.invoke(app, ["report", "/no/such.json"])
+    assert bad.exit_code == 1 and "cannot read results" in bad.output

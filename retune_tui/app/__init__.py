@@ -1,11 +1,110 @@
-"""`retune-tui`: the Textual app (watch a model recurse live, debug saved traces)."""
+"""`retune-tui`: the Textual app (watch a model recurse live, debug saved traces).
+
+``make_app`` builds the app for the command line and the tests alike; ``main`` only
+parses arguments. Textual is imported when the app is built, not when this package is.
+"""
 
 from __future__ import annotations
 
+import argparse
+import re
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from retune_tui.app.jobs import Settings, default_backend
+from retune_tui.errors import InputError, UserError
+from retune_tui.solving import Backend
+
+if TYPE_CHECKING:
+    from retune_tui.app.app import RetuneApp
+
+__all__ = ["default_backend", "main", "make_app", "parse_args"]
+
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def main() -> None:
-    print("retune-tui: coming soon (the Textual app lands with its own issue); "
-          "meanwhile `retune solve PROBLEM` draws the call tree in the terminal.")
-    sys.exit(0)
+def make_app(trace: Path | str | None = None, *, settings: Settings | None = None, problem: str | None = None,
+             replay_speed: float | None = None) -> RetuneApp:
+    """The app, opening ``trace`` (a JSON Lines file) or solving ``problem`` on start.
+
+    Args:
+        trace: a saved trace to show (all at once, or replayed with ``replay_speed``).
+        settings: backend, task, method, speeds; the default is the oracle.
+        problem: a problem to solve as soon as the app starts.
+        replay_speed: replay ``trace`` at its recorded pace, this many times faster.
+    """
+    from retune_tui.app.app import RetuneApp
+
+    return RetuneApp(settings or Settings(), Path(trace) if trace is not None else None, problem, replay_speed)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{message} (see retune-tui --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="retune-tui", description="Watch a model solve a problem recursively, live; "
+                     "open saved traces to find where a recursion went wrong.")
+    parser.add_argument("trace", nargs="?", type=Path, help="a trace file to open (JSON Lines, from "
+                        "`retune solve --save` or the app's save key)")
+    parser.add_argument("--base", "--model", help="base model: a local directory or a hub name "
+                        "('oracle': no model, the correct segments)")
+    parser.add_argument("--adapter", type=Path, help="a LoRA adapter directory made by `retune train`")
+    parser.add_argument("--versus", type=Path, help="a second adapter on the same base, for compare (c)")
+    parser.add_argument("--task", help="addition, parity or dp (default: recognised from the typed text)")
+    parser.add_argument("--method", "-m", help="baseline, scratchpad or retuning (default: the adapter's, "
+                        "else retuning)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--problem", help="a problem to solve at once, e.g. '48213 + 90771'")
+    parser.add_argument("--speed", type=float, default=300.0, help="oracle tokens per second, so its text "
+                        "streams visibly (0: as fast as possible)")
+    parser.add_argument("--replay", type=float, metavar="SPEED", help="replay the trace at its recorded "
+                        "pace, SPEED times faster (default: show it at once)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path | None, str | None, float | None]:
+    """The app's settings and start-up choices from the command line.
+
+    Raises:
+        InputError: a bad argument, in one line.
+    """
+    from retune_tui.engine.loading import ModelSpec
+    from retune_tui.tasks import get_method, get_task
+
+    args = _parser().parse_args(argv)
+    if args.trace is not None and not args.trace.is_file():
+        raise InputError(f"no such trace file: {args.trace}")
+    if not DEVICE_RE.match(args.device):
+        raise InputError(f"unknown device {args.device!r}; use auto, cpu, cuda, cuda:N or mps")
+    if args.speed < 0 or (args.replay is not None and args.replay <= 0):
+        raise InputError("--speed must not be negative and --replay must be positive")
+    for name, path in (("--adapter", args.adapter), ("--versus", args.versus)):
+        if path is not None and not path.is_dir():
+            raise InputError(f"{name}: no such adapter directory {path}")
+    if args.base in (None, "oracle"):
+        if args.adapter is not None or args.versus is not None:
+            raise InputError("--adapter needs --base (the oracle takes no adapter)")
+        backend, versus = default_backend() if args.base is None else Backend(), None
+    else:
+        backend = Backend(ModelSpec(args.base, str(args.adapter) if args.adapter else None, args.device))
+        versus = Backend(ModelSpec(args.base, str(args.versus), args.device)) if args.versus else None
+    task_name = get_task(args.task).name if args.task else None
+    task, method = backend.defaults(task_name, get_method(args.method) if args.method else None)
+    settings = Settings(backend=backend, task=task, method=method, versus=versus,
+                        tokens_per_second=args.speed or None)
+    return settings, args.trace, args.problem, args.replay
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        settings, trace, problem, replay = parse_args(argv)
+    except UserError as exc:
+        print(f"retune-tui: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    make_app(trace, settings=settings, problem=problem, replay_speed=replay).run()

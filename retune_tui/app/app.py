@@ -1,0 +1,319 @@
+"""The `retune-tui` app: type a problem, watch the call tree grow, debug saved traces.
+
+The app wires widgets together and turns keys into commands; the engine runs in the
+``RunView`` worker, labels and panes are drawn by ``formatting``, and everything a run
+depends on is one ``Settings`` value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Footer, Header, Input, Tree
+
+from retune_tui.app.export import export_text, write_text
+from retune_tui.app.jobs import Job, Settings, backend_name, compare_job, replay_job, solve_job
+from retune_tui.app.screens.help import HelpScreen
+from retune_tui.app.screens.prompts import PathScreen, SettingsScreen
+from retune_tui.app.widgets.call_tree import CallTree, Key
+from retune_tui.app.widgets.panes import WELCOME, DetailPane, RunSummary
+from retune_tui.app.widgets.problem_bar import ProblemBar
+from retune_tui.app.widgets.run_view import RunView
+from retune_tui.errors import UserError
+from retune_tui.tasks import ProblemParseError
+from retune_tui.trace import write_events
+
+SEARCH_DELAY = 0.15  # seconds of quiet typing before the tree is filtered
+
+
+class RetuneApp(App[None]):
+    """Watch a model recurse, live — and debug its traces."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "retune-tui"
+    BINDINGS = [
+        Binding("i", "focus_input", "Problem"),
+        Binding("p", "pause", "Pause/resume"),
+        Binding("n", "step", "Step"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "again", "Again"),
+        Binding("c", "compare", "Compare"),
+        Binding("o", "open", "Open"),
+        Binding("w", "save", "Save"),
+        Binding("e", "export", "Export", show=False),
+        Binding("E", "export_node", "Export node", show=False),
+        Binding("y", "replay", "Replay", show=False),
+        Binding("slash", "search", "Search"),
+        Binding("t", "settings", "Model", show=False),
+        Binding("escape", "escape", "Back / clear search", show=False),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, settings: Settings, trace: Path | None = None, problem: str | None = None,
+                 replay_speed: float | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        """What runs depend on: backend, task, method, speeds; the model picker edits it."""
+        self.initial_trace = trace
+        self.initial_problem = problem
+        self.replay_speed = replay_speed
+        """Replays follow the recorded times this many times faster (None: at once)."""
+        self.last_job: Job | None = None
+        self._selected: tuple[CallTree, Key] | None = None
+        self._note = ""
+        self._search_timer = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield ProblemBar(self.settings.task, self.settings.method, id="problem-bar")
+        with Horizontal(id="main"):
+            yield RunView(self.settings.clock, id="run")
+            yield DetailPane(id="detail")
+        yield Input(placeholder="search nodes by text (Enter: back to the tree, Esc: clear)", id="search")
+        yield RunSummary(id="summary")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.sub_title = backend_name(self.settings.backend)
+        self.watch(self.run_view, "state", lambda _: self.refresh_summary())
+        if self.initial_trace is not None:
+            await self.start(replay_job(self.initial_trace, replay_speed=self.replay_speed))
+        elif self.initial_problem:
+            self.problem_bar.set_text(self.initial_problem)
+            await self.solve(compare=False)
+        else:
+            self.query_one("#problem", Input).focus()
+        self.refresh_summary()
+
+    # --- parts ----------------------------------------------------------------------------
+
+    @property
+    def run_view(self) -> RunView:
+        return self.query_one(RunView)
+
+    @property
+    def problem_bar(self) -> ProblemBar:
+        return self.query_one(ProblemBar)
+
+    @property
+    def lane(self) -> CallTree | None:
+        """The lane the user is looking at: focused, else last selected, else the first."""
+        if isinstance(self.focused, CallTree):
+            return self.focused
+        if self._selected is not None and self._selected[0].is_mounted:
+            return self._selected[0]
+        lanes = self.run_view.lanes
+        return lanes[0] if lanes else None
+
+    def selected_key(self, lane: CallTree) -> Key | None:
+        if self._selected is not None and self._selected[0] is lane:
+            return self._selected[1]
+        return lane.cursor_key
+
+    # --- running --------------------------------------------------------------------------
+
+    async def start(self, job: Job) -> None:
+        self.last_job = job
+        self._selected = None
+        self._note = ""
+        self.query_one(DetailPane).show_text(WELCOME)
+        timed = job.kind != "replay" or job.lanes[0].replay_speed is not None
+        await self.run_view.start(job, follow=timed)
+        self.screen.set_class(len(job.lanes) > 1, "-compare")
+        self.refresh_summary()
+
+    async def solve(self, compare: bool, paused: bool = False) -> bool:
+        """Solve (or compare on) the typed problem; False when the text does not parse."""
+        bar = self.problem_bar
+        if bar.check() is None:
+            return False
+        build = compare_job if compare else solve_job
+        try:
+            job = build(self.settings, bar.text, bar.task, bar.method)
+        except ProblemParseError as exc:
+            bar.show(str(exc), error=True)
+            return False
+        await self.start(job.again(paused=paused))
+        return True
+
+    async def on_problem_bar_problem_submitted(self, message: ProblemBar.ProblemSubmitted) -> None:
+        await self.solve(compare=False)
+
+    def on_run_view_events_arrived(self, message: RunView.EventsArrived) -> None:
+        self.refresh_detail()
+        self.refresh_summary()
+
+    def on_run_view_run_ended(self, message: RunView.RunEnded) -> None:
+        if message.run != self.run_view.run:
+            return
+        if message.error:
+            self._note = message.error
+            self.notify(message.error, title="run failed", severity="error", timeout=8)
+        for lane in self.run_view.lanes:
+            if lane.skipped:
+                self.notify(f"{lane.skipped} events did not fit the tree and were skipped", severity="warning")
+            if lane.cursor_key is None and lane.traces:
+                lane.go_to((min(lane.traces), 0))
+        self.refresh_detail()
+        self.refresh_summary()
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        if isinstance(event.control, CallTree) and event.node.data is not None:
+            self._selected = (event.control, event.node.data)
+            self.refresh_detail()
+            self.refresh_summary()
+
+    def refresh_detail(self) -> None:
+        if self._selected is not None and self._selected[0].is_mounted:
+            lane, key = self._selected
+            self.query_one(DetailPane).show_node(lane, key)
+
+    def refresh_summary(self) -> None:
+        lane = self.lane
+        key = self.selected_key(lane) if lane is not None else None
+        self.query_one(RunSummary).show(self.run_view.state, lane, key, self._note)
+
+    # --- run control keys -----------------------------------------------------------------
+
+    def action_focus_input(self) -> None:
+        self.query_one("#problem", Input).focus()
+
+    def action_pause(self) -> None:
+        view = self.run_view
+        if view.state == "running":
+            view.pause()
+        elif view.state == "paused":
+            view.resume()
+        else:
+            self.notify("nothing is running: Enter solves, n starts one segment at a time", timeout=3)
+
+    async def action_step(self) -> None:
+        if self.run_view.active:
+            self.run_view.step()
+        elif await self.solve(compare=False, paused=True):
+            self.run_view.step()
+
+    def action_stop(self) -> None:
+        self.run_view.stop()
+
+    async def action_again(self) -> None:
+        if self.last_job is None:
+            self.notify("nothing to run again yet", timeout=3)
+            return
+        await self.start(self.last_job.again())
+
+    async def action_compare(self) -> None:
+        await self.solve(compare=True)
+
+    # --- files ----------------------------------------------------------------------------
+
+    def action_open(self) -> None:
+        async def opened(path: Path | None) -> None:
+            if path is not None:
+                await self.start(replay_job(path, replay_speed=self.replay_speed))
+
+        self.push_screen(PathScreen("open a trace (JSON Lines, from `retune solve --save` or w)",
+                                    "trace.jsonl", "Enter opens, Esc cancels", must_exist=True), opened)
+
+    async def action_replay(self) -> None:
+        lane = self.lane
+        if lane is None or not lane.events:
+            self.notify("no trace to replay: solve or open one first", timeout=3)
+            return
+        await self.start(replay_job(events=list(lane.events), replay_speed=self.replay_speed or 1.0,
+                                    title=f"replay: {lane.border_title}"))
+
+    def action_save(self) -> None:
+        lane = self.lane
+        if lane is None or not lane.events:
+            self.notify("no trace to save yet", timeout=3)
+            return
+
+        def save(path: Path | None) -> None:
+            if path is not None:
+                self.guarded(lambda: write_events(path, lane.events), f"saved {len(lane.events)} events to {path}")
+
+        self.push_screen(PathScreen("save the trace (all its events, JSON Lines)", "trace.jsonl",
+                                    "open it again with o, or `retune-tui FILE`"), save)
+
+    def action_export(self) -> None:
+        self.export(node=False)
+
+    def action_export_node(self) -> None:
+        self.export(node=True)
+
+    def export(self, node: bool) -> None:
+        lane = self.lane
+        key = self.selected_key(lane) if lane is not None else None
+        if lane is None or key is None:
+            self.notify("select a node first", timeout=3)
+            return
+        trace = lane.traces[key[0]]
+        default = f"node-{key[1]}.md" if node else f"trace-{key[0]}.json"
+
+        def export(path: Path | None) -> None:
+            if path is not None:
+                text = export_text(trace, path, key[1] if node else None)
+                self.guarded(lambda: write_text(path, text), f"exported {'node ' + str(key[1]) if node else 'the tree'} to {path}")
+
+        what = f"node {key[1]} and its sub-calls" if node else "the whole tree"
+        self.push_screen(PathScreen(f"export {what}", default, ".md writes Markdown, anything else JSON"), export)
+
+    def guarded(self, do, done: str) -> None:
+        """Run a file operation; a failure is one line, never a traceback."""
+        try:
+            do()
+        except (UserError, OSError) as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.notify(done, timeout=4)
+
+    # --- search, views, dialogs -----------------------------------------------------------
+
+    def action_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.add_class("-visible")
+        search.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "search":
+            if self._search_timer is not None:
+                self._search_timer.stop()
+            self._search_timer = self.set_timer(SEARCH_DELAY, lambda: self.filter_lanes(event.value))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "search":
+            self.filter_lanes(event.value)
+            if self.lane is not None:
+                self.lane.focus()
+
+    def filter_lanes(self, term: str) -> None:
+        for lane in self.run_view.lanes:
+            if lane.term != term.strip():
+                lane.term = term.strip()
+                lane.rebuild()
+
+    def action_escape(self) -> None:
+        search = self.query_one("#search", Input)
+        if search.has_class("-visible"):
+            search.value = ""
+            search.remove_class("-visible")
+            self.filter_lanes("")
+        if self.lane is not None:
+            self.lane.focus()
+
+    def action_settings(self) -> None:
+        def chosen(settings: Settings | None) -> None:
+            if settings is not None:
+                self.settings = settings
+                self.sub_title = backend_name(settings.backend)
+                self.notify(f"model: {self.sub_title} (used from the next run)", timeout=4)
+
+        self.push_screen(SettingsScreen(self.settings), chosen)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.BINDINGS))

@@ -1,0 +1,73 @@
+"""Does a node's text match the oracle's? Per segment, per node, and per trace (plain Python).
+
+For each finished segment the oracle writes what a correct model would have written in
+the same context (with the values that really came back), as ``evaluate.faults`` does
+for the whole trace; so a ✗ marks a node's own mistake, not an echo of a child's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from retune_tui.evaluate.faults import Fault, first_fault
+from retune_tui.tasks import Method, ProblemParseError, Task, get_method, get_task
+from retune_tui.tasks.protocol import BadReturn, return_text
+from retune_tui.trace import DONE, ERROR, Node, Trace
+
+
+@dataclass(frozen=True)
+class SegmentCheck:
+    """One finished segment against the oracle."""
+
+    index: int
+    expected: str  # what the oracle writes in that context ("" if it cannot say)
+    got: str
+
+    @property
+    def matches(self) -> bool:
+        return self.got == self.expected
+
+
+def task_and_method(trace: Trace) -> tuple[Task, Method] | None:
+    """The trace's task and method, or None for a trace of something unknown."""
+    try:
+        return get_task(trace.task), get_method(trace.method)
+    except ProblemParseError:
+        return None
+
+
+def segment_checks(task: Task, method: Method, node: Node) -> list[SegmentCheck]:
+    """Every finished segment of ``node`` against the oracle, in order.
+
+    A segment is finished when it made a call, or when it is the last of a closed node
+    and the model wrote something (a node closed before writing, like the child of a
+    malformed call, has nothing of its own to check).
+    """
+    checks = []
+    context = node.prompt
+    closed = node.status in (DONE, ERROR)
+    for index, seg in enumerate(node.segments):
+        last = index == len(node.segments) - 1
+        if seg.call is not None or (last and closed and (seg.text or seg.tokens)):
+            try:
+                expected = task.oracle(context, method)
+            except (BadReturn, ProblemParseError):
+                expected = ""
+            checks.append(SegmentCheck(index, expected, seg.text))
+        context += seg.text + (return_text(seg.returned) if seg.returned is not None else "")
+    return checks
+
+
+def node_verdict(checks: list[SegmentCheck]) -> bool | None:
+    """True when every finished segment matches, False when one differs, None when none is finished."""
+    if not checks:
+        return None
+    return all(check.matches for check in checks)
+
+
+def trace_fault(trace: Trace) -> Fault | None:
+    """The first segment that parts from the oracle (``evaluate.faults``), or None."""
+    pair = task_and_method(trace)
+    if pair is None or trace.root is None:
+        return None
+    return first_fault(pair[0], pair[1], trace)

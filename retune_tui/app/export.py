@@ -1,0 +1,97 @@
+"""Exporting a trace, or one node's subtree, as JSON or Markdown (plain Python)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from retune_tui.errors import UserError
+from retune_tui.tasks.protocol import return_text
+from retune_tui.trace import Node, Trace
+
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+
+
+def node_json(trace: Trace, node_id: int) -> dict[str, Any]:
+    """One node's subtree as ``Trace.to_json`` writes it, under the trace's header."""
+    whole = trace.to_json()
+    stack = [whole["root"]] if whole["root"] else []
+    while stack:
+        item = stack.pop()
+        if item["id"] == node_id:
+            header = {k: whole[k] for k in ("tree", "task", "method", "problem", "expected", "model")}
+            return {**header, "node": item}
+        stack.extend(item["children"])
+    raise KeyError(node_id)
+
+
+def trace_markdown(trace: Trace, node_id: int | None = None) -> str:
+    """The trace (or the subtree under ``node_id``) as Markdown: a heading per context,
+    its whole text in a code block, children after their parent."""
+    fin = trace.finished
+    lines = [f"# {trace.problem or 'trace'} — {trace.task} · {trace.method}", ""]
+    if trace.model:
+        lines.append(f"- model: `{trace.model}`")
+    if fin is not None:
+        verdict = {True: "correct", False: "wrong"}.get(fin.correct, "unchecked")
+        lines.append(f"- answer: `{fin.value}` (expected `{trace.expected}`): **{verdict}**")
+        lines.append(f"- {len(trace.nodes)} contexts, {fin.tokens} tokens, {fin.seconds:.3f} s")
+        if fin.error:
+            lines.append(f"- error: {fin.error}")
+    lines.append("")
+    start = trace.nodes[node_id] if node_id is not None else trace.root
+    if start is not None:
+        for node in _subtree(trace, start):
+            lines += _node_markdown(node, start.depth)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _subtree(trace: Trace, start: Node) -> list[Node]:
+    out, stack = [], [start]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(trace.nodes[c] for c in reversed(node.children))
+    return out
+
+
+def _node_markdown(node: Node, top_depth: int) -> list[str]:
+    level = min(6, 2 + node.depth - top_depth)
+    seconds = "" if node.closed_at is None else f", {node.closed_at - node.opened_at:.3f} s"
+    lines = [f"{'#' * level} node {node.id}: {node.problem_text}", "",
+             f"depth {node.depth} · {node.status} · {node.tokens} tokens{seconds}", ""]
+    text = node.prompt + "".join(
+        seg.text + (return_text(seg.returned) if seg.returned is not None else "") for seg in node.segments)
+    fence = "````" if "```" in text else "```"
+    lines += [fence + "text", text, fence, ""]
+    if node.answer is not None:
+        lines += [f"answer: `{node.answer}`", ""]
+    if node.error:
+        lines += [f"error: {node.error}", ""]
+    return lines
+
+
+def export_text(trace: Trace, path: Path, node_id: int | None = None) -> str:
+    """The export's text, Markdown or JSON by the file's suffix."""
+    if path.suffix.lower() in MARKDOWN_SUFFIXES:
+        return trace_markdown(trace, node_id)
+    data = trace.to_json() if node_id is None else node_json(trace, node_id)
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write atomically: a failed export never leaves half a file."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None

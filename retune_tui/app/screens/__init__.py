@@ -1,0 +1,1 @@
+"""Modal screens: help, a path prompt, the model picker."""

@@ -27,6 +27,7 @@ from retune_tui.tasks import ProblemParseError
 from retune_tui.trace import write_events
 
 SEARCH_DELAY = 0.15  # seconds of quiet typing before the tree is filtered
+DETAIL_DELAY = 0.2  # seconds between refreshes of the detail pane while text streams
 
 
 class RetuneApp(App[None]):
@@ -66,6 +67,7 @@ class RetuneApp(App[None]):
         self._selected: tuple[CallTree, Key] | None = None
         self._note = ""
         self._search_timer = None
+        self._detail_timer = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -144,8 +146,15 @@ class RetuneApp(App[None]):
         await self.solve(compare=False)
 
     def on_run_view_events_arrived(self, message: RunView.EventsArrived) -> None:
-        self.refresh_detail()
+        # The detail pane re-lays itself out when its text grows: a few times a second is
+        # enough to watch text stream, and keeps each frame cheap while a model writes.
+        if self._detail_timer is None:
+            self._detail_timer = self.set_timer(DETAIL_DELAY, self._detail_due)
         self.refresh_summary()
+
+    def _detail_due(self) -> None:
+        self._detail_timer = None
+        self.refresh_detail()
 
     def on_run_view_run_ended(self, message: RunView.RunEnded) -> None:
         if message.run != self.run_view.run:
@@ -305,6 +314,12 @@ class RetuneApp(App[None]):
             self.filter_lanes("")
         if self.lane is not None:
             self.lane.focus()
+        else:
+            self.set_focus(None)  # out of the input, so the run keys work
+
+    async def action_quit(self) -> None:
+        self.run_view.stop()  # the worker wakes (even when paused), closes its generators, ends
+        self.exit()
 
     def action_settings(self) -> None:
         def chosen(settings: Settings | None) -> None:

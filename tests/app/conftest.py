@@ -31,7 +31,7 @@ class TickClock:
 
 def fast_settings(**changes) -> Settings:
     """The oracle at full speed, on a fake clock (exact and stable)."""
-    return Settings(tokens_per_second=None, clock=TickClock(), **changes)
+    return Settings(**{"tokens_per_second": None, "clock": TickClock(), **changes})
 
 
 def oracle_run(text: str, method: Method = Method.RETUNING, task: str | None = None,

@@ -54,6 +54,7 @@ class CallTree(Tree[Key]):
         self._checks: dict[Key, list[SegmentCheck]] = {}
         self._faults: dict[int, Fault | None] = {}
         self._live: Key | None = None
+        self._verdicts_changed = False
 
     # --- events -> model ----------------------------------------------------------------
 
@@ -91,6 +92,7 @@ class CallTree(Tree[Key]):
 
     def _finish(self, trace: Trace) -> None:
         fault = self._faults[trace.tree] = trace_fault(trace)
+        self._verdicts_changed = True
         self._dirty[(trace.tree, 0)] = None
         if fault is not None:
             self._dirty[(trace.tree, fault.node)] = None
@@ -107,7 +109,9 @@ class CallTree(Tree[Key]):
             elif self._shows(key):
                 self._ensure(key)
         self._dirty.clear()
-        self.border_subtitle = self.summary()
+        if self._verdicts_changed:  # not per batch: a border change repaints the whole tree
+            self._verdicts_changed = False
+            self.border_subtitle = self.summary()
         if self.follow and self._live in self._shown:
             self.call_after_refresh(self._move_to, self._live)
 
@@ -144,6 +148,7 @@ class CallTree(Tree[Key]):
         return trace, trace.nodes[key[1]]
 
     def summary(self) -> str:
+        """The lane's verdicts and speed, for its border."""
         rate = f"{self.tokens / self.elapsed:,.0f} tok/s" if self.elapsed > 0 else "– tok/s"
         finished = [t for t in self.traces.values() if t.finished is not None]
         if len(self.traces) == 1 and finished:
@@ -182,10 +187,12 @@ class CallTree(Tree[Key]):
             return
         ancestor = node.parent
         while ancestor is not None and ancestor is not self.root:
-            ancestor.expand()
+            if not ancestor.is_expanded:  # expanding re-lays the whole tree out: only when needed
+                ancestor.expand()
             ancestor = ancestor.parent
-        _ = self.last_line  # lays the lines out, so the node's line is known
-        self.move_cursor(node)
+        if self.cursor_node is not node:
+            _ = self.last_line  # lays the lines out, so the node's line is known
+            self.move_cursor(node)
 
     def go_to(self, key: Key) -> None:
         """Put the cursor on ``key`` (expanding its ancestors) once the tree is laid out."""

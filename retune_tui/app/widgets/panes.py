@@ -24,12 +24,16 @@ class DetailPane(VerticalScroll):
     def compose(self):
         yield Static(WELCOME, id="detail-text")
 
+    shown: tuple[CallTree, Key] | None = None
+    """The node on show (None: the welcome text)."""
+
     def show_node(self, lane: CallTree, key: Key) -> None:
         trace, node = lane.node_at(key)
-        self.query_one("#detail-text", Static).update(
-            detail_text(trace, node, lane.checks(key), lane.fault(key[0])))
+        self.shown = (lane, key)
+        self.query_one("#detail-text", Static).update(detail_text(trace, node, lane.checks(key), lane.fault(key[0])))
 
     def show_text(self, text: Text) -> None:
+        self.shown = None
         self.query_one("#detail-text", Static).update(text)
 
 
@@ -50,7 +54,7 @@ class RunSummary(Static):
             text.append(f"   {contexts} contexts · {lane.tokens} tokens · {rate} · {lane.elapsed:.2f} s", "dim")
         if note:
             text.append(f"   {note}", "red")
-        self.update(text)
+        self.update(text, layout=False)  # one line, always: no layout pass per batch
 
 
 STATE_STYLE = {"running": "yellow", "paused": "cyan", "done": "green", "stopped": "magenta", "error": "red"}

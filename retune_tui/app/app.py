@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -103,11 +104,12 @@ class RetuneApp(App[None]):
 
     @property
     def lane(self) -> CallTree | None:
-        """The lane the user is looking at: focused, else last selected, else the first."""
-        if isinstance(self.focused, CallTree):
-            return self.focused
+        """The lane the user is looking at: the one whose node the detail pane shows, else
+        the focused one, else the first."""
         if self._selected is not None and self._selected[0].is_mounted:
             return self._selected[0]
+        if isinstance(self.focused, CallTree):
+            return self.focused
         lanes = self.run_view.lanes
         return lanes[0] if lanes else None
 
@@ -173,6 +175,14 @@ class RetuneApp(App[None]):
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
         if isinstance(event.control, CallTree) and event.node.data is not None:
             self._selected = (event.control, event.node.data)
+            self.refresh_detail()
+            self.refresh_summary()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """Tabbing to another lane shows that lane's selected node."""
+        lane = event.widget
+        if isinstance(lane, CallTree) and lane.cursor_key is not None:
+            self._selected = (lane, lane.cursor_key)
             self.refresh_detail()
             self.refresh_summary()
 

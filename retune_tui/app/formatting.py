@@ -52,7 +52,8 @@ def node_label(trace: Trace, node: Node, verdict: bool | None, fault: Fault | No
     label = Text.assemble((tag, tag_style), " ", (mark, mark_style), " ")
     if node.parent is None and many:
         label.append(f"#{trace.tree} ", "dim")
-    label.append(node.problem_text, "bold")
+    # The root reads as the user typed it; the prompt can be a paragraph (DP baseline).
+    label.append(trace.problem if node.parent is None and trace.problem else node.problem_text, "bold")
     label.append(f"  d{node.depth}", "dim")
     if node.status == DONE and node.answer is not None:
         label.append(f"  → {_flat(node.answer)}", "green")
@@ -102,12 +103,12 @@ def detail_text(trace: Trace, node: Node, checks: list[SegmentCheck], fault: Fau
     tag, tag_style = STATUS.get(node.status, (node.status, ""))
     now = trace.events[-1].t if trace.events else node.opened_at
     seconds = (node.closed_at if node.closed_at is not None else now) - node.opened_at
-    out = Text.assemble((f"node {node.id}", "bold"), f" · depth {node.depth} · ", (tag.strip(), tag_style),
-                        f" · {node.tokens} tokens · {seconds:.3f} s")
+    out = Text.assemble((f"node {node.id}", "bold"), f" · depth {node.depth} · ", (tag.strip(), tag_style), "\n",
+                        f"{node.tokens} tokens · {seconds:.3f} s")
     if checks:
         good = sum(check.matches for check in checks)
         mark, style = verdict_mark(good == len(checks))
-        out.append(f"   oracle {mark} {good}/{len(checks)} segments", style)
+        out.append(f" · oracle {mark} {good}/{len(checks)} segments", style)
     out.append("\n")
     out.append_text(Text.assemble(("prompt", PROMPT_STYLE), " · ", ("generated", TEXT_STYLE), " · ",
                                   ("returned", RETURN_STYLE), "\n", style="dim"))

@@ -16,7 +16,7 @@ from textual.widgets import Input, Select, Static
 from retune_tui.tasks import METHODS, TASKS, Method, ProblemParseError, parse_problem
 
 AUTO = "auto"
-PLACEHOLDER = "type a problem: 48213 + 90771 · 1 0 1 1 · [3, -2, 5, 1]   (Enter solves)"
+PLACEHOLDER = "type a problem — 48213 + 90771 · 1 0 1 1 · [3, -2, 5, 1]"
 HINT = "addition: 48213 + 90771   parity: 1 0 1 1   dp: [3, -2, 5, 1]"
 
 

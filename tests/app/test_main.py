@@ -1,0 +1,76 @@
+"""The command line (`retune-tui …`), the factory, and the help screen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from textual.binding import Binding
+
+from retune_tui.app import main, make_app, parse_args
+from retune_tui.app.app import RetuneApp
+from retune_tui.app.screens.help import HelpScreen, key_text
+from retune_tui.app.widgets.call_tree import CallTree
+from retune_tui.tasks import Method
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["missing.jsonl"], "no such trace file"),
+    (["--adapter", "."], "--adapter needs --base"),
+    (["--method", "telepathy"], "unknown method"),
+    (["--task", "chess"], "unknown task"),
+    (["--device", "gpu"], "unknown device"),
+    (["--speed", "fast"], "invalid float value"),
+    (["--frobnicate"], "unrecognized arguments"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(argv, words, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_arguments_build_settings(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("")
+    settings, path, problem, replay = parse_args([str(trace), "--method", "scratchpad", "--task", "dp",
+                                                  "--problem", "[1, 2]", "--speed", "0", "--replay", "2"])
+    assert settings.backend.model is None and settings.method is Method.SCRATCHPAD and settings.task == "dp"
+    assert settings.tokens_per_second is None
+    assert (path, problem, replay) == (trace, "[1, 2]", 2.0)
+    settings, *_ = parse_args(["--base", "some/model", "--device", "cpu"])
+    assert settings.backend.model.base == "some/model" and settings.backend.model.device == "cpu"
+
+
+def test_make_app_is_the_app():
+    assert isinstance(make_app(), RetuneApp)
+
+
+def test_help_answers_without_starting_the_app():
+    out = subprocess.run([sys.executable, "-c", "from retune_tui.app import main; main(['--help'])"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "retune-tui" in out.stdout and "--adapter" in out.stdout
+
+
+def test_help_screen_lists_every_key(tui, app_factory):
+    async def body():
+        app = app_factory()
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await pilot.press("escape", "question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            shown = "\n".join(f"{key} {what}" for _, rows in app.screen.sections for key, what in rows)
+            for binding in [*RetuneApp.BINDINGS, *CallTree.BINDINGS]:
+                assert isinstance(binding, Binding)
+                assert f"{key_text(binding.key)} {binding.description}" in shown
+            await pilot.press("escape")
+            assert not isinstance(app.screen, HelpScreen)
+
+    tui.run(body())
+
+
+def test_the_package_and_its_arguments_import_no_textual():
+    code = ("import sys; from retune_tui.app import parse_args; parse_args([]); "
+            "assert 'textual' not in sys.modules, 'textual imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,0 +1,175 @@
+"""Saved traces: open (argument or key), replay, save, export; faults, search, navigation."""
+
+from __future__ import annotations
+
+import json
+
+from textual.widgets import Input
+
+from retune_tui.evaluate.faults import first_fault
+from retune_tui.tasks import Method, get_task
+from retune_tui.trace import read_events, read_traces
+
+
+def keys_shown(lane) -> list[tuple[int, int]]:
+    out, stack = [], list(reversed(lane.root.children))
+    while stack:
+        node = stack.pop()
+        out.append(node.data)
+        stack.extend(reversed(node.children))
+    return out
+
+
+def test_trace_given_on_the_command_line_opens(tui, app_factory, trace_file):
+    path = trace_file("48213 + 90771", "1 0 1 1", "[3, -2, 5]")
+    want = read_traces(path)
+
+    async def body():
+        app = app_factory(path)
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.settle(pilot)
+            lane = app.run_view.lanes[0]
+            assert sorted(lane.traces) == [0, 1, 2]
+            for trace in want:
+                got = lane.traces[trace.tree]
+                assert got.to_json() == trace.to_json()
+            assert len(keys_shown(lane)) == sum(len(t.nodes) for t in want)
+            assert lane.cursor_key == (0, 0)  # a loaded file starts at the top
+            assert "3/3 correct" in str(lane.border_subtitle)
+
+    tui.run(body())
+
+
+def test_open_from_inside_the_app_and_a_missing_file(tui, app_factory, trace_file, tmp_path):
+    path = trace_file("12 + 34")
+
+    async def body():
+        app = app_factory()
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await pilot.press("escape", "o")
+            field = app.screen.query_one("#path", Input)
+            field.value = str(tmp_path / "nope.jsonl")
+            await pilot.press("enter")
+            assert "no such file" in str(app.screen.query_one("#path-hint").render())
+            field.value = str(path)
+            await pilot.press("enter")
+            await tui.settle(pilot)
+            assert app.run_view.lanes[0].traces[0].finished.correct
+
+    tui.run(body())
+
+
+def test_a_damaged_file_is_one_line_not_a_crash(tui, app_factory, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"event": "problem_started", "tree": 0}\nnot json\n')
+
+    async def body():
+        app = app_factory(path)
+        async with app.run_test(size=tui.SIZE, notifications=True) as pilot:
+            await tui.settle(pilot)
+            assert app.run_view.state == "error"
+            assert "bad.jsonl" in app._note and "\n" not in app._note
+
+    tui.run(body())
+
+
+def test_first_fault_is_highlighted_and_errors_are_found(tui, app_factory, trace_file):
+    path = trace_file("48213 + 90771", faulty=True)
+    trace = read_traces(path)[0]
+    fault = first_fault(get_task("addition"), Method.RETUNING, trace)
+    assert fault is not None
+
+    async def body():
+        app = app_factory(path)
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.settle(pilot)
+            lane = app.run_view.lanes[0]
+            assert lane.fault(0) == fault
+            bad = (0, fault.node)
+            assert lane.verdict(bad) is False
+            assert "first fault" in lane.label(bad).plain
+            assert "✗ wrong" in lane.label((0, 0)).plain
+            lane.focus()
+            await pilot.press("right_square_bracket")
+            await pilot.pause()
+            assert lane.cursor_key == bad
+            await pilot.press("home", "F")
+            await pilot.pause()
+            assert lane.cursor_key == bad
+            detail = str(app.query_one("#detail-text").render())
+            assert "differs from the oracle" in detail and "first fault" in detail
+
+    tui.run(body())
+
+
+def test_search_keeps_ancestors_and_escape_clears(tui, app_factory, trace_file):
+    path = trace_file("48213 + 90771", "[3, -2, 5]")
+
+    async def body():
+        app = app_factory(path)
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.settle(pilot)
+            lane = app.run_view.lanes[0]
+            everything = keys_shown(lane)
+            app.filter_lanes("13 + 71")
+            await pilot.pause()
+            assert keys_shown(lane) == [(0, 0), (0, 1), (0, 2), (0, 3)]  # the match and its ancestors
+            assert "13 + 71" in lane.label((0, 3)).plain
+            await pilot.press("slash")
+            assert app.query_one("#search").has_class("-visible")
+            await pilot.press("escape")
+            await pilot.pause()
+            assert keys_shown(lane) == everything
+
+    tui.run(body())
+
+
+def test_collapse_and_expand_all(tui, app_factory, trace_file):
+    path = trace_file("48213 + 90771", "1 0 1 1")
+
+    async def body():
+        app = app_factory(path)
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.settle(pilot)
+            lane = app.run_view.lanes[0]
+            lane.focus()
+            await pilot.press("minus")
+            assert lane.last_line == 1  # two roots, collapsed
+            await pilot.press("equals_sign")
+            assert lane.last_line + 1 == len(keys_shown(lane))
+
+    tui.run(body())
+
+
+def test_save_export_and_replay(tui, app_factory, tmp_path):
+    async def body():
+        app = app_factory()
+        async with app.run_test(size=tui.SIZE) as pilot:
+            app.problem_bar.set_text("48213 + 90771")
+            await app.solve(compare=False)
+            await tui.settle(pilot)
+            lane = app.run_view.lanes[0]
+            lane.focus()
+            for key, name in (("w", "saved.jsonl"), ("e", "tree.json"), ("e", "tree.md")):
+                await pilot.press(key)
+                app.screen.query_one("#path", Input).value = str(tmp_path / name)
+                await pilot.press("enter")
+            await pilot.press("down", "down", "E")  # node 2 and its sub-calls
+            app.screen.query_one("#path", Input).value = str(tmp_path / "node.json")
+            await pilot.press("enter")
+            saved = read_traces(tmp_path / "saved.jsonl")[0]
+            assert saved.to_json() == lane.traces[0].to_json()
+            assert json.loads((tmp_path / "tree.json").read_text()) == lane.traces[0].to_json()
+            markdown = (tmp_path / "tree.md").read_text()
+            assert markdown.startswith("# 48213 + 90771") and "node 4: 3 + 1" in markdown
+            node = json.loads((tmp_path / "node.json").read_text())["node"]
+            assert node["id"] == 2 and node["children"][0]["id"] == 3
+            events = list(lane.events)
+            app.replay_speed = 50.0  # y replays with the recorded timing (50x here)
+            await pilot.press("y")
+            await tui.settle(pilot)
+            replayed = app.run_view.lanes[0]
+            assert replayed.events == events and replayed.traces[0].to_json() == saved.to_json()
+            assert read_events(tmp_path / "saved.jsonl") == events
+
+    tui.run(body())

@@ -11,7 +11,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from retune_tui.app.jobs import Settings, default_backend
 from retune_tui.errors import InputError, UserError
@@ -20,7 +20,7 @@ from retune_tui.solving import Backend
 if TYPE_CHECKING:
     from retune_tui.app.app import RetuneApp
 
-__all__ = ["default_backend", "main", "make_app", "parse_args"]
+__all__ = ["Start", "default_backend", "main", "make_app", "parse_args", "take_screenshot"]
 
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -65,10 +65,21 @@ def _parser() -> argparse.ArgumentParser:
                         "streams visibly (0: as fast as possible)")
     parser.add_argument("--replay", type=float, metavar="SPEED", help="replay the trace at its recorded "
                         "pace, SPEED times faster (default: show it at once)")
+    parser.add_argument("--screenshot", type=Path, metavar="SVG", help="run without a terminal until the "
+                        "problem is solved (or the trace shown), save an SVG screenshot, and exit")
     return parser
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path | None, str | None, float | None]:
+class Start(NamedTuple):
+    """What to do on start-up, besides the settings."""
+
+    trace: Path | None = None
+    problem: str | None = None
+    replay: float | None = None
+    screenshot: Path | None = None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Start]:
     """The app's settings and start-up choices from the command line.
 
     Raises:
@@ -96,15 +107,35 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path | None
         versus = Backend(ModelSpec(args.base, str(args.versus), args.device)) if args.versus else None
     task_name = get_task(args.task).name if args.task else None
     task, method = backend.defaults(task_name, get_method(args.method) if args.method else None)
+    if args.screenshot is not None and args.trace is None and not args.problem:
+        raise InputError("--screenshot needs a trace file or --problem")
     settings = Settings(backend=backend, task=task, method=method, versus=versus,
                         tokens_per_second=args.speed or None)
-    return settings, args.trace, args.problem, args.replay
+    return settings, Start(args.trace, args.problem, args.replay, args.screenshot)
+
+
+def take_screenshot(app: RetuneApp, path: Path, size: tuple[int, int] = (120, 36)) -> None:
+    """Run ``app`` without a terminal until its first run ends, and save what it shows."""
+
+    async def auto_pilot(pilot) -> None:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.3)  # the last batch, and the detail pane's refresh
+        pilot.app.save_screenshot(path.name, str(path.parent))
+        pilot.app.exit()
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    app.run(headless=True, size=size, auto_pilot=auto_pilot)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
-        settings, trace, problem, replay = parse_args(argv)
+        settings, start = parse_args(argv)
     except UserError as exc:
         print(f"retune-tui: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    make_app(trace, settings=settings, problem=problem, replay_speed=replay).run()
+    app = make_app(start.trace, settings=settings, problem=start.problem, replay_speed=start.replay)
+    if start.screenshot is not None:
+        take_screenshot(app, start.screenshot)
+        print(f"saved {start.screenshot}")
+    else:
+        app.run()

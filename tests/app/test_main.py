@@ -8,7 +8,7 @@ import sys
 import pytest
 from textual.binding import Binding
 
-from retune_tui.app import main, make_app, parse_args
+from retune_tui.app import Start, main, make_app, parse_args
 from retune_tui.app.app import RetuneApp
 from retune_tui.app.screens.help import HelpScreen, key_text
 from retune_tui.app.widgets.call_tree import CallTree
@@ -23,6 +23,7 @@ from retune_tui.tasks import Method
     (["--device", "gpu"], "unknown device"),
     (["--speed", "fast"], "invalid float value"),
     (["--frobnicate"], "unrecognized arguments"),
+    (["--screenshot", "x.svg"], "--screenshot needs"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(argv, words, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -35,12 +36,12 @@ def test_bad_arguments_are_one_line_and_exit_2(argv, words, capsys):
 def test_arguments_build_settings(tmp_path):
     trace = tmp_path / "t.jsonl"
     trace.write_text("")
-    settings, path, problem, replay = parse_args([str(trace), "--method", "scratchpad", "--task", "dp",
-                                                  "--problem", "[1, 2]", "--speed", "0", "--replay", "2"])
+    settings, start = parse_args([str(trace), "--method", "scratchpad", "--task", "dp",
+                                  "--problem", "[1, 2]", "--speed", "0", "--replay", "2"])
     assert settings.backend.model is None and settings.method is Method.SCRATCHPAD and settings.task == "dp"
     assert settings.tokens_per_second is None
-    assert (path, problem, replay) == (trace, "[1, 2]", 2.0)
-    settings, *_ = parse_args(["--base", "some/model", "--device", "cpu"])
+    assert start == Start(trace, "[1, 2]", 2.0, None)
+    settings, _ = parse_args(["--base", "some/model", "--device", "cpu"])
     assert settings.backend.model.base == "some/model" and settings.backend.model.device == "cpu"
 
 
@@ -74,3 +75,10 @@ def test_the_package_and_its_arguments_import_no_textual():
     code = ("import sys; from retune_tui.app import parse_args; parse_args([]); "
             "assert 'textual' not in sys.modules, 'textual imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_screenshot_of_a_real_solve(tmp_path):
+    out = tmp_path / "shot.svg"
+    main(["--problem", "12 + 34", "--speed", "0", "--screenshot", str(out)])
+    svg = out.read_text()
+    assert svg.startswith("<svg") and "correct" in svg

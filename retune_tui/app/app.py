@@ -110,8 +110,8 @@ class RetuneApp(App[None]):
             return self._selected[0]
         if isinstance(self.focused, CallTree):
             return self.focused
-        lanes = self.run_view.lanes
-        return lanes[0] if lanes else None
+        lanes = self.query(CallTree)
+        return lanes.first() if lanes else None
 
     def selected_key(self, lane: CallTree) -> Key | None:
         if self._selected is not None and self._selected[0] is lane:
@@ -187,14 +187,18 @@ class RetuneApp(App[None]):
             self.refresh_summary()
 
     def refresh_detail(self) -> None:
-        if self._selected is not None and self._selected[0].is_mounted:
+        panes = self.query(DetailPane)  # empty while the app shuts down and a timer fires late
+        if panes and self._selected is not None and self._selected[0].is_mounted:
             lane, key = self._selected
-            self.query_one(DetailPane).show_node(lane, key)
+            panes.first().show_node(lane, key)
 
     def refresh_summary(self) -> None:
+        summaries, views = self.query(RunSummary), self.query(RunView)
+        if not summaries or not views:
+            return
         lane = self.lane
         key = self.selected_key(lane) if lane is not None else None
-        self.query_one(RunSummary).show(self.run_view.state, lane, key, self._note)
+        summaries.first().show(views.first().state, lane, key, self._note)
 
     # --- run control keys -----------------------------------------------------------------
 
@@ -311,7 +315,7 @@ class RetuneApp(App[None]):
                 self.lane.focus()
 
     def filter_lanes(self, term: str) -> None:
-        for lane in self.run_view.lanes:
+        for lane in self.query(CallTree):
             if lane.term != term.strip():
                 lane.term = term.strip()
                 lane.rebuild()

@@ -52,6 +52,8 @@ class RunSummary(Static):
             contexts = sum(len(t.nodes) for t in lane.traces.values())
             rate = f"{lane.tokens / lane.elapsed:,.0f} tok/s" if lane.elapsed > 0 else "– tok/s"
             text.append(f"   {contexts} contexts · {lane.tokens} tokens · {rate} · {lane.elapsed:.2f} s", "dim")
+        elif state == "running":
+            text.append("starting… (a model loads on its first run)", "dim")
         if note:
             text.append(f"   {note}", "red")
         self.update(text, layout=False)  # one line, always: no layout pass per batch

@@ -143,7 +143,7 @@ def data(
 # --- solve ------------------------------------------------------------------------------
 
 
-BaseOpt = Annotated[str, typer.Option("--base", "--model", help="Base model: a local directory or a hub name; 'oracle' writes the correct segments with no model.")]
+BaseOpt = Annotated[str | None, typer.Option("--base", "--model", help="Base model: a local directory or a hub name; 'oracle' writes the correct segments with no model (default: the bundled model).")]
 AdapterOpt = Annotated[Path | None, typer.Option(help="A LoRA adapter directory made by `retune train`.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 DtypeOpt = Annotated[str, typer.Option(help="auto (bf16 on capable GPUs, else float32), float32, bfloat16, float16.")]
@@ -152,6 +152,7 @@ RemoteOpt = Annotated[bool, typer.Option(help="Allow model code shipped with the
 
 
 def _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temperature=0.0, top_p=1.0, seed=0):
+    """The oracle (--model oracle), a given model, or by default the bundled one."""
     from retune_tui.engine.loading import ModelSpec
     from retune_tui.solving import Backend
 
@@ -159,8 +160,12 @@ def _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temp
         if adapter is not None:
             raise InputError("--adapter needs a --base model (the oracle takes no adapter)")
         return Backend()
+    if base is None:
+        if adapter is not None:
+            raise InputError("--adapter needs the --base model it was trained on")
+        return Backend(bundled=True, device=device, dtype=dtype, temperature=temperature, top_p=top_p, seed=seed)
     spec = ModelSpec(base, str(adapter) if adapter else None, device, dtype, allow_pickle, trust_remote_code)
-    return Backend(spec, temperature, top_p, seed)
+    return Backend(spec, device=device, dtype=dtype, temperature=temperature, top_p=top_p, seed=seed)
 
 
 @app.command()
@@ -169,7 +174,7 @@ def solve(
     problem: Annotated[str | None, typer.Argument(help="The problem, as you would type it: '123 + 456', '1 0 1', '[3, -2, 5]'.")] = None,
     task: TaskOpt = None,
     method: Annotated[str | None, typer.Option("--method", "-m", help="baseline, scratchpad or retuning (default: the adapter's, else retuning).")] = None,
-    base: BaseOpt = "oracle",
+    base: BaseOpt = None,
     adapter: AdapterOpt = None,
     file: Annotated[Path | None, typer.Option(help="Solve every problem in this file (one a line), batched.")] = None,
     out: Annotated[Path | None, typer.Option(help="With --file: write all traces here (JSONL).")] = None,
@@ -430,7 +435,7 @@ def bench_memory(
 @bench_app.command("inference")
 @guarded
 def bench_inference(
-    base: BaseOpt = "",
+    base: BaseOpt = None,
     adapter: AdapterOpt = None,
     task: TaskOpt = None,
     method: Annotated[str | None, typer.Option("--method", "-m", help="Default: the adapter's.")] = None,
@@ -453,13 +458,13 @@ def bench_inference(
     from retune_tui.engine.loading import load_model
     from retune_tui.tasks import get_task
 
-    backend = _backend(base or "oracle", adapter, device, dtype, False, False)
-    if backend.model is None:
-        raise InputError("the benchmark needs a model: give --base (and --adapter)")
-    task_name, the_method = backend.defaults(task, method)
+    backend = _backend(base, adapter, device, dtype, False, False)
+    if backend.model is None and not backend.bundled:
+        raise InputError("the benchmark needs a model, not the oracle")
+    task_name, the_method = backend.defaults(task or ("addition" if backend.bundled else None), method)
     if task_name is None:
         raise InputError("give --task (the adapter has no manifest to say it)")
-    loaded = load_model(backend.model, task=task_name, method=the_method.value)
+    loaded = load_model(backend.spec(get_task(task_name), the_method), task=task_name, method=the_method.value)
     console = Console()
     table = Table(title=f"{task_name} · {the_method} — {loaded.name} on {loaded.device}")
     for col in ("problems", "paper loop /s", "engine /s", "ratio", "identical", "engine correct"):

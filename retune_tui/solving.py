@@ -10,7 +10,7 @@ from pathlib import Path
 
 from retune_tui.engine import Generator, Limits, OracleGenerator, Runner
 from retune_tui.engine.loading import ModelSpec
-from retune_tui.errors import InputError
+from retune_tui.errors import InputError, UserError
 from retune_tui.manifest import Manifest
 from retune_tui.tasks import Task, get_method, parse_problem
 from retune_tui.tasks.protocol import Method
@@ -21,12 +21,20 @@ REFRESH = 1 / 15  # seconds between redraws of the live tree
 
 @dataclass(frozen=True)
 class Backend:
-    """What writes the segments: the oracle (``model`` None) or a model, and how it samples."""
+    """What writes the segments: the oracle, a model, or the bundled model (the adapter
+    for the problem's task and method is picked when the task is known)."""
 
     model: ModelSpec | None = None
+    bundled: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return "bundled model" if self.bundled else "oracle" if self.model is None else self.model.base
 
     def defaults(self, task: str | None, method: str | None) -> tuple[str | None, Method]:
         """The task and method to use: as asked, else as the adapter's manifest says."""
@@ -34,8 +42,21 @@ class Backend:
         task = task or (manifest.task if manifest else None)
         return task, get_method(method or (manifest.method if manifest else "retuning"))
 
+    def spec(self, task: Task, method: Method) -> ModelSpec | None:
+        """The model that will solve ``task`` with ``method`` (None: the oracle)."""
+        if not self.bundled:
+            return self.model
+        from retune_tui import bundled
+
+        base, adapter = bundled.base_dir(), bundled.adapter_dir(task.name, method.value)
+        if base is None or adapter is None:
+            raise UserError(f"no bundled model for {task.name} / {method} in {bundled.assets_dir()}; "
+                            "pass --base (and --adapter), or --model oracle")
+        return ModelSpec(str(base), str(adapter), self.device, self.dtype)
+
     def generator(self, task: Task, method: Method) -> Generator:
-        if self.model is None:
+        spec = self.spec(task, method)
+        if spec is None:
             return OracleGenerator(task, method)
         from retune_tui.engine.hf import HFGenerator, Sampling
         from retune_tui.engine.loading import load_model
@@ -44,7 +65,7 @@ class Backend:
             sampling = Sampling(self.temperature, self.top_p, self.seed)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        loaded = load_model(self.model, task=task.name, method=method.value)
+        loaded = load_model(spec, task=task.name, method=method.value)
         return HFGenerator(loaded.model, loaded.tokenizer, name=loaded.name, sampling=sampling)
 
 

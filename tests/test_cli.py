@@ -33,15 +33,16 @@ def test_solve_with_the_oracle_prints_tree_and_answer(tmp_path):
 
 @pytest.mark.parametrize("method", ["baseline", "scratchpad", "retuning"])
 def test_solve_every_method(method):
-    result = invoke("solve", "[3, -2, 5, 1]", "--method", method)
+    result = invoke("solve", "[3, -2, 5, 1]", "--method", method, "--model", "oracle")
     assert result.exit_code == 0 and "answer [1, 2, 1, 2]" in result.output
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("solve", "12x"), "not a problem of any task"),
+    (("solve", "12x", "--model", "oracle"), "not a problem of any task"),
     (("solve", "1 2 3", "--task", "parity"), "not a parity problem"),
     (("solve", "1 + 2", "--method", "cot"), "unknown method"),
     (("solve", "1 + 2", "--max-depth", "-1"), "max_depth must be positive"),
+    (("solve", "1 + 2", "--adapter", "x"), "--adapter needs"),
     (("data", "multiplication", "--problem", "1"), "unknown task"),
     (("data", "addition", "--lengths", "9-2", "--out", "x.jsonl"), "bad length range"),
     (("data", "addition"), "give --out FILE"),
@@ -60,7 +61,7 @@ def test_missing_trace_file_exit_1(tmp_path):
 
 
 def test_debug_shows_the_traceback():
-    result = invoke("--debug", "solve", "12x")
+    result = invoke("--debug", "solve", "12x", "--model", "oracle")
     assert result.exit_code != 0 and result.exception is not None
 
 
@@ -87,7 +88,7 @@ def test_solve_file_batched(tmp_path):
     problems = tmp_path / "p.txt"
     problems.write_text("# a comment\n12 + 34\n\n1 0 1\n[3, -2, 5]\n999 + 1\n")
     out = tmp_path / "traces.jsonl"
-    result = invoke("solve", "--file", str(problems), "--out", str(out))
+    result = invoke("solve", "--file", str(problems), "--out", str(out), "--model", "oracle")
     assert result.exit_code == 0 and "4/4 correct" in result.output
     shown = json.loads(invoke("trace", "show", str(out), "--json").output)
     assert sorted(t["tree"] for t in shown) == [0, 1, 2, 3]
@@ -96,7 +97,7 @@ def test_solve_file_batched(tmp_path):
 def test_bad_line_in_problem_file(tmp_path):
     problems = tmp_path / "p.txt"
     problems.write_text("12 + 34\nbanana\n")
-    result = invoke("solve", "--file", str(problems))
+    result = invoke("solve", "--file", str(problems), "--model", "oracle")
     assert result.exit_code == 2 and "p.txt:2" in result.output
 
 

@@ -11,8 +11,9 @@ from retune_tui.train.config import build_config
 RECIPES = sorted((Path(__file__).resolve().parent.parent / "training").rglob("*.toml"))
 
 
-def test_there_is_a_recipe_per_task_and_method():
-    names = {p.stem for p in RECIPES if p.parent.name == "llama7b"}
+@pytest.mark.parametrize("folder", ["llama7b", "bundled"])
+def test_there_is_a_recipe_per_task_and_method(folder):
+    names = {p.stem for p in RECIPES if p.parent.name == folder} - {"base"}
     assert names == {f"{t}-{m}" for t in ("addition", "parity", "dp") for m in ("baseline", "scratchpad", "retuning")}
 
 
@@ -21,6 +22,6 @@ def test_recipe_is_valid_and_says_how_to_run_it(recipe):
     first = recipe.read_text().splitlines()[0]
     assert first.startswith("# retune train") and str(recipe.relative_to(recipe.parent.parent.parent)) in first
     config = build_config(recipe)
-    assert config.task in recipe.stem
+    assert config.task in recipe.stem or (config.task == "skills" and recipe.stem == "base")
     if recipe.parent.name == "llama7b":
         assert (config.lora_r, config.lora_alpha, config.lora_dropout, config.learning_rate) == (64, 64, 0.05, 2e-4)

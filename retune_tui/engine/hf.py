@@ -64,6 +64,19 @@ class Counters:
     rebuilds: int = 0
 
 
+def lookup(tokens: list[int], count: int, longest: int = 3) -> list[int]:
+    """The ``count`` tokens that followed the latest earlier occurrence of the context's last
+    n tokens (n = ``longest`` down to 1), or nothing."""
+    for n in range(longest, 0, -1):
+        if len(tokens) <= n:
+            continue
+        tail = tokens[-n:]
+        for start in range(len(tokens) - n - 1, -1, -1):
+            if tokens[start : start + n] == tail:
+                return tokens[start + n : start + n + count]
+    return []
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -80,13 +93,21 @@ class HFGenerator:
         tokenizer: its tokenizer; its EOS ends a segment.
         name: shown in traces.
         sampling: greedy by default.
+        speculate: under greedy decoding, guess up to this many tokens by finding the
+            context's last few tokens earlier in it (the formats copy a lot) and check them
+            all in one forward pass; outputs are exactly those of plain greedy decoding.
+        speculate_max_batch: only when at most this many contexts generate at once (with
+            more, the batch already keeps the hardware busy and guesses would cost compute).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str = "model", sampling: Sampling | None = None) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, name: str = "model", sampling: Sampling | None = None,
+                 speculate: int = 8, speculate_max_batch: int = 8) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
         self.sampling = sampling or Sampling()
+        self.speculate = speculate
+        self.speculate_max_batch = speculate_max_batch
         self.device = next(model.parameters()).device
         eos = tokenizer.eos_token_id
         extra = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -138,11 +159,20 @@ class HFGenerator:
         joining = [k for k in keys if k not in self._rows]
         if joining:
             self._join(joining)
-        next_tokens = self._forward()
+        contexts = [self._contexts[k] for k in self._rows]
+        drafts = self._drafts(contexts)
+        fed = [ctx.pending + draft for ctx, draft in zip(contexts, drafts)]
+        # Only the columns whose next token is needed: each row's last pending token and its drafts.
+        columns = sorted({c for tokens, draft in zip(fed, drafts) for c in range(len(tokens) - len(draft) - 1, len(tokens))})
+        logits, start = self._forward(contexts, fed, columns)  # (B, len(columns), vocab)
+        picks = self._sample(logits.float()).cpu().tolist()  # (B, len(columns))
+        where = {c: i for i, c in enumerate(columns)}
         out: dict[Hashable, Delta] = {}
         finished = []
-        for row, key in enumerate(self._rows):
-            out[key] = self._accept(self._contexts[key], int(next_tokens[row]))
+        for row, (key, ctx, draft) in enumerate(zip(self._rows, contexts, drafts)):
+            n_fed = len(fed[row])
+            row_picks = [picks[row][where[c]] for c in range(n_fed - len(draft) - 1, n_fed)]
+            out[key] = self._take(row, ctx, row_picks, n_fed, draft, start)
             if out[key].done:
                 finished.append(key)
         if finished:
@@ -158,7 +188,7 @@ class HFGenerator:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def _accept(self, ctx: _Context, token: int) -> Delta:
-        """Take one sampled token: extend the segment and decide whether it ended."""
+        """Take one generated token: extend the segment and decide whether it ended."""
         self.counters.generated_tokens += 1
         if token in self.eos_ids:
             return Delta("", 1, done=True, reason=EOS)
@@ -174,47 +204,82 @@ class HFGenerator:
             return Delta(delta, 1, done=True, reason=CALL)
         if len(ctx.generated) >= ctx.budget:
             return Delta(delta, 1, done=True, reason=LENGTH)
-        ctx.pending = [token]
         return Delta(delta, 1)
+
+    def _take(self, row: int, ctx: _Context, picks: list[int], n_fed: int, draft: list[int], start: int) -> Delta:
+        """Accept this row's next token, and with it every draft token the model agrees with.
+
+        ``picks[j]`` is the model's choice after the row's last pending token (j = 0) and
+        after each of its drafts (j = 1, 2, …). Draft tokens were fed
+        after the pending ones; each one the model would have chosen itself is already in
+        the cache, so the next choice can be read right away. The first disagreement is
+        the row's next token; the drafts after it are masked out of the cache.
+        """
+        text, tokens, j = "", 0, 0
+        while True:
+            token = picks[j]
+            delta = self._accept(ctx, token)
+            text, tokens = text + delta.text, tokens + 1
+            verified = j < len(draft) and token == draft[j]
+            if delta.done or not verified:
+                break
+            j += 1
+        rejected = len(draft) - j - (1 if delta.done and verified else 0)
+        if rejected > 0:
+            del ctx.ids[len(ctx.ids) - rejected :]
+            self._mask[row, start + n_fed - rejected : start + n_fed] = 0
+        ctx.pending = [] if delta.done else [token]
+        return Delta(text, tokens, delta.done, delta.reason)
+
+    def _drafts(self, contexts: list[_Context]) -> list[list[int]]:
+        """Tokens guessed by looking the context up (copy-aware speculation; exact under greedy)."""
+        if not self.speculate or self.sampling.temperature > 0 or len(contexts) > self.speculate_max_batch:
+            return [[] for _ in contexts]
+        drafts = []
+        for ctx in contexts:
+            room = ctx.budget - len(ctx.generated) - 1
+            if len(ctx.pending) != 1 or room <= 0:
+                drafts.append([])
+            else:
+                drafts.append(lookup(ctx.ids + ctx.pending, min(self.speculate, room)))
+        return drafts
 
     # --- the live batch -------------------------------------------------------------------
 
-    def _forward(self) -> torch.Tensor:
-        """Feed every row its pending tokens; return each row's next token."""
-        contexts = [self._contexts[k] for k in self._rows]
-        width = max(len(c.pending) for c in contexts)
+    def _forward(self, contexts: list[_Context], fed: list[list[int]], columns: list[int]) -> tuple[torch.Tensor, int]:
+        """Feed every row its tokens (right-padded); return the logits at ``columns`` of the
+        fed block (B, len(columns), vocab) and where the block starts in the cache."""
+        width = max(len(tokens) for tokens in fed)
         batch = len(contexts)
         input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
         new_mask = torch.zeros((batch, width), dtype=torch.long)
         positions = torch.zeros((batch, width), dtype=torch.long)
-        last = torch.zeros(batch, dtype=torch.long)
-        for row, ctx in enumerate(contexts):
-            n = len(ctx.pending)
-            input_ids[row, :n] = torch.tensor(ctx.pending)
-            new_mask[row, :n] = 1
+        for row, (ctx, tokens) in enumerate(zip(contexts, fed)):
+            input_ids[row, : len(tokens)] = torch.tensor(tokens)
+            new_mask[row, : len(tokens)] = 1
             positions[row] = torch.arange(len(ctx.ids), len(ctx.ids) + width)
-            last[row] = n - 1
         if self.max_positions:
             positions.clamp_(max=self.max_positions - 1)
+        start = 0 if self._mask is None else self._mask.shape[1]
         mask = new_mask if self._mask is None else torch.cat([self._mask, new_mask], dim=1)
         out = self.model(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
             position_ids=positions.to(self.device),
             use_cache=True,
+            logits_to_keep=torch.tensor(columns, device=self.device),
             **{self._cache_kwarg: self._cache},
         )
         self._cache = out[self._cache_kwarg]
         self._mask = mask
         self.counters.forwards += 1
-        for ctx in contexts:
-            self.counters.fed_tokens += len(ctx.pending)
-            ctx.ids += ctx.pending
-            ctx.pending = []
-        logits = out.logits[torch.arange(batch, device=self.device), last.to(self.device)]  # (B, vocab)
-        return self._sample(logits.float()).cpu()
+        for ctx, tokens in zip(contexts, fed):
+            self.counters.fed_tokens += len(tokens)
+            ctx.ids += tokens
+        return out.logits, start
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        """The next token after every position: greedy, or sampled (B, width, vocab) → (B, width)."""
         if self.sampling.temperature == 0:
             return logits.argmax(dim=-1)
         probs = torch.softmax(logits / self.sampling.temperature, dim=-1).cpu()
@@ -223,7 +288,8 @@ class HFGenerator:
             outside = sorted_probs.cumsum(-1) - sorted_probs > self.sampling.top_p
             sorted_probs[outside] = 0
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-        return torch.multinomial(probs, 1, generator=self._rng).squeeze(-1)
+        flat = probs.reshape(-1, probs.shape[-1])
+        return torch.multinomial(flat, 1, generator=self._rng).view(probs.shape[:-1])
 
     def _layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(layer.keys, layer.values) for layer in self._cache.layers]

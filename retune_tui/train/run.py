@@ -158,6 +158,7 @@ def train(config: TrainConfig, *, restart: bool = False, progress: bool = True) 
         lr_scheduler_type=config.scheduler,
         warmup_steps=config.warmup if config.warmup < 1 else int(config.warmup),
         weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
         max_steps=config.max_steps,
         logging_steps=config.logging_steps,
         save_steps=config.save_steps,

@@ -72,7 +72,7 @@ def test_batch_equals_each_alone(model):
 
 def test_resume_from_cache_equals_reencoding(model):
     m, tok = model
-    gen = HFGenerator(m, tok)
+    gen = HFGenerator(m, tok, speculate=0)  # no guessed tokens: the count of encoded tokens is exact
     first = generate(gen, [(0, PROMPTS[0])], 8)[0]
     other = generate(gen, [(1, PROMPTS[1])], 5)  # another context runs while 0 waits
     fed = gen.counters.fed_tokens
@@ -123,15 +123,36 @@ def test_contexts_join_and_leave_the_batch_in_any_order(model):
     assert out == {}
 
 
+def test_speculation_changes_nothing_but_the_number_of_passes(model):
+    """Copy-aware guesses are checked by the model: outputs equal plain greedy decoding."""
+    m, tok = model
+    repetitive = "Copy: 1231231231231231231231\nAnswer: 12312312"
+    prompts = PROMPTS + [repetitive]
+    plain = HFGenerator(m, tok, speculate=0)
+    guessing = HFGenerator(m, tok, speculate=6)
+    want = generate(plain, list(enumerate(prompts)), 30)
+    assert generate(guessing, list(enumerate(prompts)), 30) == want
+    alone = [generate(HFGenerator(m, tok, speculate=6), [(0, p)], 30)[0] for p in prompts]
+    assert alone == [want[i] for i in range(len(prompts))]
+
+
+def test_lookup_finds_the_continuation_of_the_last_tokens():
+    from retune_tui.engine.hf import lookup
+
+    assert lookup([5, 1, 2, 3, 9, 1, 2], 3) == [3, 9, 1]
+    assert lookup([1, 2, 3], 2) == []
+    assert lookup([4, 4, 4], 2) == [4]
+
+
 class ScriptedSampling(HFGenerator):
     """A real model forward, but the next tokens come from a script (one context)."""
 
     def __init__(self, model, tokenizer, script):
-        super().__init__(model, tokenizer)
+        super().__init__(model, tokenizer, speculate=0)
         self.script = list(script)
 
     def _sample(self, logits):
-        return torch.tensor([self.script.pop(0) for _ in range(logits.shape[0])])
+        return torch.tensor([[self.script.pop(0)] for _ in range(logits.shape[0])])
 
 
 def test_call_stops_at_the_newline_even_inside_a_merged_token():

@@ -1,0 +1,36 @@
+"""The small model that ships in ``assets/``: a base and one adapter per task and method.
+
+Every command that needs a model uses it when none is given. ``RETUNE_ASSETS`` points
+elsewhere (for an installed copy, or to try a rebuilt set).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ASSETS_ENV = "RETUNE_ASSETS"
+
+
+def assets_dir() -> Path:
+    if os.environ.get(ASSETS_ENV):
+        return Path(os.environ[ASSETS_ENV])
+    return Path(__file__).resolve().parent.parent / "assets"
+
+
+def base_dir() -> Path | None:
+    """The bundled base model, if it is there."""
+    path = assets_dir() / "base"
+    return path if (path / "config.json").exists() else None
+
+
+def adapter_dir(task: str, method: str) -> Path | None:
+    """The bundled adapter for a task and method, if it is there."""
+    path = assets_dir() / "adapters" / f"{task}-{method}"
+    return path if (path / "adapter_config.json").exists() else None
+
+
+def adapters() -> list[Path]:
+    """Every bundled adapter."""
+    root = assets_dir() / "adapters"
+    return sorted(p for p in root.glob("*") if (p / "adapter_config.json").exists()) if root.is_dir() else []

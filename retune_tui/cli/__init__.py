@@ -1,0 +1,155 @@
+"""`retune`: generate data, train, solve, evaluate, benchmark, inspect traces.
+
+Commands stay thin: parse options, build a config, call one function. Heavy modules
+(torch, transformers, rich's live display) are imported inside the commands that need
+them, so `retune --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from retune_tui.errors import InputError, UserError
+
+app = typer.Typer(
+    name="retune",
+    help="Re-Tuning: recursive tuning of LLMs. Generate data, solve problems, inspect traces.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+trace_app = typer.Typer(help="Saved traces: show them again.", no_args_is_help=True)
+app.add_typer(trace_app, name="trace")
+bench_app = typer.Typer(help="Benchmarks: print ratios, write JSON.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+_debug = False
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: F) -> F:
+    """Expected failures become one line on stderr and an exit code (a traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            if _debug:
+                raise
+            _fail(str(exc), exc.exit_code)
+        except OSError as exc:
+            if _debug:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}", 1)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False) -> None:
+    global _debug
+    _debug = debug
+
+
+# --- shared options ---------------------------------------------------------------------
+
+TaskOpt = Annotated[
+    str | None, typer.Option("--task", "-t", help="addition, parity or dp (default: recognised from the text).")
+]
+MethodOpt = Annotated[str, typer.Option("--method", "-m", help="baseline, scratchpad or retuning.")]
+MaxDepth = Annotated[int | None, typer.Option(help="Deepest context allowed (default: from the problem size).")]
+MaxCalls = Annotated[int | None, typer.Option(help="Calls allowed per problem (default: from the problem size).")]
+MaxSegTokens = Annotated[
+    int | None, typer.Option(help="Tokens per segment before it must stop (default: from the problem).")
+]
+MaxTotalTokens = Annotated[int | None, typer.Option(help="Tokens per problem (default: from the problem size).")]
+MaxSeconds = Annotated[float | None, typer.Option(help="Wall time per problem in seconds (default: none).")]
+
+
+def _limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seconds):
+    from retune_tui.engine.limits import Limits
+
+    try:
+        return Limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seconds)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+# --- model options ------------------------------------------------------------------------------
+
+
+BaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base",
+        "--model",
+        help="Base model: a local directory or a hub name; 'oracle' writes the correct segments with no model (default: the bundled model).",
+    ),
+]
+AdapterOpt = Annotated[Path | None, typer.Option(help="A LoRA adapter directory made by `retune train`.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+DtypeOpt = Annotated[str, typer.Option(help="auto (bf16 on capable GPUs, else float32), float32, bfloat16, float16.")]
+PickleOpt = Annotated[bool, typer.Option(help="Allow pickled .bin checkpoints (they can run code when loaded).")]
+RemoteOpt = Annotated[bool, typer.Option(help="Allow model code shipped with the checkpoint to run.")]
+
+
+def _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temperature=0.0, top_p=1.0, seed=0):
+    """The oracle (--model oracle), a given model, or by default the bundled one."""
+    from retune_tui.engine.loading import ModelSpec
+    from retune_tui.solving import Backend
+
+    if base == "oracle":
+        if adapter is not None:
+            raise InputError("--adapter needs a --base model (the oracle takes no adapter)")
+        return Backend()
+    if base is None:
+        if adapter is not None:
+            raise InputError("--adapter needs the --base model it was trained on")
+        return Backend(bundled=True, device=device, dtype=dtype, temperature=temperature, top_p=top_p, seed=seed)
+    spec = ModelSpec(base, str(adapter) if adapter else None, device, dtype, allow_pickle, trust_remote_code)
+    return Backend(spec, device=device, dtype=dtype, temperature=temperature, top_p=top_p, seed=seed)
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    """``"1,64,256"`` or ``"2-5"`` (a range) → a list of ints."""
+    from retune_tui.data import parse_lengths
+
+    try:
+        if "," in text:
+            return [int(v) for v in text.split(",") if v.strip()]
+        lo, hi = parse_lengths(text)
+        return list(range(lo, hi + 1))
+    except ValueError:
+        raise InputError(f"bad {what} {text!r}; expected a list like '1,64,256' or a range like '2-5'") from None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def main() -> None:
+    app(prog_name="retune")
+
+
+# The commands register themselves on `app` when imported.
+from retune_tui.cli import bench, datasets, evaluation, solving_commands, training  # noqa: E402,F401

@@ -1,0 +1,3 @@
+from retune_tui.cli import main
+
+main()

@@ -1,0 +1,164 @@
+"""`retune bench memory` and `retune bench inference`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from retune_tui.cli import (
+    AdapterOpt,
+    BaseOpt,
+    DeviceOpt,
+    DtypeOpt,
+    TaskOpt,
+    _backend,
+    _int_list,
+    _write_json,
+    bench_app,
+    guarded,
+)
+from retune_tui.errors import InputError
+
+
+# --- bench ------------------------------------------------------------------------------
+
+
+@bench_app.command("memory")
+@guarded
+def bench_memory(
+    task: Annotated[str, typer.Argument(help="addition, parity or dp.")],
+    base: Annotated[str | None, typer.Option(help="Base model weights (a directory or hub name).")] = None,
+    base_config: Annotated[
+        str | None, typer.Option(help="Or an architecture config.json: random weights, no download.")
+    ] = None,
+    tokenizer: Annotated[
+        str, typer.Option(help="Tokenizer: 'char' (a digit per token) or a path/hub name.")
+    ] = "char",
+    sizes: Annotated[str, typer.Option(help="Problem sizes, e.g. '15,60'.")] = "15",
+    methods: Annotated[
+        str, typer.Option(help="Methods to measure, comma-separated.")
+    ] = "baseline,scratchpad,retuning",
+    micro_batch: Annotated[int, typer.Option(help="Copies of the longest example in the batch.")] = 4,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (alpha = rank).")] = 64,
+    device: DeviceOpt = "auto",
+    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("bench-memory.json"),
+) -> None:
+    """Peak GPU memory of one LoRA training step per method (on a CPU: the sequence lengths)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from retune_tui.bench.memory import memory_benchmark
+    from retune_tui.tasks import get_method
+
+    if (base is None) == (base_config is None):
+        raise InputError("give --base (weights) or --base-config (an architecture config.json)")
+    method_list = [get_method(m).value for m in methods.split(",") if m.strip()]
+    result = memory_benchmark(
+        task,
+        sizes=_int_list(sizes, "sizes"),
+        methods=method_list,
+        base=base,
+        base_config=base_config,
+        tokenizer_source=tokenizer,
+        micro_batch=micro_batch,
+        lora_r=lora_r,
+        device=device,
+    )
+    table = Table(title=f"{task}: one LoRA step, micro-batch {micro_batch} — {result['device']}")
+    for col in ("method", "size", "tokens", "examples", "peak GiB", "seconds"):
+        table.add_column(col, justify="right")
+    for r in result["rows"]:
+        peak = "—" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
+        secs = "—" if r["seconds"] is None else f"{r['seconds']:.2f}"
+        table.add_row(r["method"], str(r["size"]), str(r["tokens"]), str(r["examples"]), peak, secs)
+    Console().print(table)
+    _write_json(out, result)
+    typer.echo(f"wrote {out}")
+
+
+@bench_app.command("inference")
+@guarded
+def bench_inference(
+    base: BaseOpt = None,
+    adapter: AdapterOpt = None,
+    task: TaskOpt = None,
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Default: the adapter's.")] = None,
+    sizes: Annotated[str, typer.Option(help="Problem sizes, cycled over the problems, e.g. '8' or '5-10'.")] = "8",
+    counts: Annotated[str, typer.Option(help="Numbers of problems solved together.")] = "1,64,256",
+    seed: Annotated[int, typer.Option(help="Seed of the problems.")] = 0,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("bench-inference.json"),
+) -> None:
+    """Problems/s of the engine against the paper's loop (one context at a time, parents
+    re-encoded after each return), same model, greedy; checks both give the same traces."""
+    import platform
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from retune_tui.bench.inference import inference_benchmark
+    from retune_tui.engine.loading import load_model
+    from retune_tui.tasks import get_task
+
+    backend = _backend(base, adapter, device, dtype, False, False)
+    if backend.model is None and not backend.bundled:
+        raise InputError("the benchmark needs a model, not the oracle")
+    task_name, the_method = backend.defaults(task or ("addition" if backend.bundled else None), method)
+    if task_name is None:
+        raise InputError("give --task (the adapter has no manifest to say it)")
+    loaded = load_model(backend.spec(get_task(task_name), the_method), task=task_name, method=the_method.value)
+    console = Console()
+    table = Table(title=f"{task_name} · {the_method} — {loaded.name} on {loaded.device}")
+    for col in ("problems", "paper loop /s", "engine /s", "ratio", "identical", "engine correct"):
+        table.add_column(col, justify="right")
+
+    def show(row):
+        console.print(
+            f"[dim]{row.problems} problems: paper {row.paper_seconds:.2f}s, engine {row.engine_seconds:.2f}s[/dim]"
+        )
+
+    rows = inference_benchmark(
+        get_task(task_name),
+        the_method,
+        loaded.model,
+        loaded.tokenizer,
+        sizes=_int_list(sizes, "sizes"),
+        counts=_int_list(counts, "counts"),
+        seed=seed,
+        progress=show,
+    )
+    for r in rows:
+        table.add_row(
+            str(r.problems),
+            f"{r.paper_per_s:.2f}",
+            f"{r.engine_per_s:.2f}",
+            f"{r.ratio:.1f}x",
+            f"{r.identical}/{r.problems}",
+            f"{r.correct_engine}/{r.problems}",
+        )
+    console.print(table)
+    from dataclasses import asdict
+
+    device_name = (
+        torch.cuda.get_device_name()
+        if loaded.device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    _write_json(
+        out,
+        {
+            "benchmark": "inference",
+            "task": task_name,
+            "method": the_method.value,
+            "model": loaded.name,
+            "device": device_name,
+            "sizes": _int_list(sizes, "sizes"),
+            "seed": seed,
+            "rows": [asdict(r) for r in rows],
+        },
+    )
+    typer.echo(f"wrote {out}")

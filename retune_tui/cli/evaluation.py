@@ -1,0 +1,130 @@
+"""`retune eval` and `retune report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from retune_tui.cli import (
+    DeviceOpt,
+    DtypeOpt,
+    MaxCalls,
+    MaxDepth,
+    MaxSegTokens,
+    MaxSeconds,
+    MaxTotalTokens,
+    TaskOpt,
+    _int_list,
+    _limits,
+    app,
+    guarded,
+)
+
+
+# --- eval / report ------------------------------------------------------------------------
+
+
+def _show_results(runs, settings: dict[str, Any], plot: Path | None, details: bool = True) -> None:
+    from rich.console import Console
+
+    from retune_tui.evaluate.report import accuracy_tables, faults_table, plot_results, teacher_table
+
+    console = Console()
+    for table in accuracy_tables(runs):
+        console.print(table)
+    if details:
+        for run in runs:
+            for table in (faults_table(run), teacher_table(run)):
+                if table is not None:
+                    console.print(table)
+    if plot is not None:
+        plot_results(runs, plot, title=settings.get("title"))
+        console.print(f"[dim]plot: {plot}[/dim]")
+
+
+@app.command("eval")
+@guarded
+def eval_command(
+    adapter: Annotated[list[Path] | None, typer.Option(help="An adapter directory; repeat for several.")] = None,
+    base: Annotated[str | None, typer.Option("--base", "--model", help="The base model the adapters sit on.")] = None,
+    oracle: Annotated[bool, typer.Option(help="Evaluate the oracle too (needs --task).")] = False,
+    task: TaskOpt = None,
+    methods: Annotated[str, typer.Option(help="With --oracle: methods, comma-separated.")] = "retuning",
+    sizes: Annotated[
+        str | None, typer.Option(help="Sizes, e.g. '2-60' or '5,10,20' (default: the task's range).")
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="Problems per size.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the problems (the same for every adapter).")] = 0,
+    batch: Annotated[int, typer.Option(help="Problems solved together.")] = 256,
+    teacher: Annotated[bool, typer.Option(help="Also score every oracle context teacher-forced.")] = True,
+    out: Annotated[Path, typer.Option(help="Results JSON.")] = Path("results.json"),
+    plot: Annotated[Path | None, typer.Option(help="Accuracy plot (PNG); default next to --out.")] = None,
+    failures: Annotated[
+        Path | None, typer.Option(help="Save a few failed traces per size here (for retune-tui).")
+    ] = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    max_depth: MaxDepth = None,
+    max_calls: MaxCalls = None,
+    max_segment_tokens: MaxSegTokens = None,
+    max_total_tokens: MaxTotalTokens = None,
+    max_seconds: MaxSeconds = None,
+) -> None:
+    """Accuracy by problem size, in and beyond the trained sizes, and where wrong answers went wrong."""
+    import time
+
+    from retune_tui.evaluate import EvalConfig, run_eval
+    from retune_tui.evaluate.report import write_results
+    from retune_tui.render import progress_bar
+
+    config = EvalConfig(
+        adapters=[str(a) for a in adapter or []],
+        base=base,
+        oracle=oracle,
+        task=task,
+        methods=[m.strip() for m in methods.split(",") if m.strip()],
+        sizes=_int_list(sizes, "sizes") if sizes else None,
+        n=n,
+        seed=seed,
+        batch=batch,
+        limits=_limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seconds),
+        teacher=teacher,
+        device=device,
+        dtype=dtype,
+    )
+    start = time.perf_counter()
+    with progress_bar("evaluating") as bar:
+        job = bar.add_task("eval", total=None)
+        runs = run_eval(config, on_done=lambda trace: bar.advance(job), failures_dir=failures)
+    if int(__import__("os").environ.get("RANK", 0)) != 0:
+        return
+    settings = {
+        "n": n,
+        "seed": seed,
+        "base": base,
+        "sizes": config.sizes,
+        "seconds": round(time.perf_counter() - start, 1),
+        "limits": {k: v for k, v in vars(config.limits).items() if v is not None},
+    }
+    write_results(out, runs, settings)
+    _show_results(runs, settings, plot or out.with_suffix(".png"))
+    typer.echo(f"wrote {out}")
+
+
+@app.command("report")
+@guarded
+def report_command(
+    results: Annotated[list[Path], typer.Argument(help="Results files written by `retune eval`.")],
+    plot: Annotated[Path | None, typer.Option(help="Write the plot of all of them here (PNG).")] = None,
+    details: Annotated[bool, typer.Option(help="Also the fault and teacher-forced tables.")] = True,
+) -> None:
+    """Render saved results again; several files are compared side by side."""
+    from retune_tui.evaluate.report import read_results
+
+    runs, settings = [], {}
+    for path in results:
+        these, settings = read_results(path)
+        runs += these
+    _show_results(runs, settings, plot, details)

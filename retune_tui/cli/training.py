@@ -1,0 +1,96 @@
+"""`retune train`: one flag per training setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from retune_tui.cli import app, guarded
+
+
+# --- train ------------------------------------------------------------------------------
+
+
+def _train_options() -> list:
+    """One --flag per TrainConfig field (help from the field), all defaulting to "not given"."""
+    import inspect
+    from dataclasses import fields as dc_fields
+
+    from retune_tui.train.config import TrainConfig
+
+    params = [
+        inspect.Parameter(
+            "task",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[str | None, typer.Argument(help="addition, parity or dp (or set in the recipe).")],
+            default=None,
+        )
+    ]
+    for f in dc_fields(TrainConfig):
+        if f.name == "task":
+            continue
+        help_text = f.metadata.get("help", "")
+        kind = str(f.type).split("[")[0].split(" ")[0]
+        flag = "--" + f.name.replace("_", "-")
+        if kind == "bool":
+            option = typer.Option(f"{flag}/--no-{f.name.replace('_', '-')}", help=help_text, show_default=False)
+            annotation = Annotated[bool | None, option]
+        else:
+            python_type = {"int": int, "float": float}.get(kind, str)
+            if f.name == "lengths":
+                help_text += " as LO-HI"
+            if f.name == "lora_targets":
+                help_text += " (comma-separated)"
+            annotation = Annotated[python_type | None, typer.Option(flag, help=help_text, show_default=False)]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=None))
+    params += [
+        inspect.Parameter(
+            "recipe",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[Path | None, typer.Option(help="A recipe (TOML); flags beat it.")],
+        ),
+        inspect.Parameter(
+            "restart",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[bool, typer.Option(help="Discard the checkpoints in --out and start over.")],
+        ),
+    ]
+    return params
+
+
+def train(**options: Any) -> None:
+    """Train a LoRA adapter (or with --full, a whole model) on oracle data or a `retune data` file.
+
+    Re-running with the same --out resumes from its last checkpoint."""
+    from retune_tui.data import parse_lengths
+    from retune_tui.train.config import build_config
+    from retune_tui.train.run import train as run_training
+
+    recipe, restart = options.pop("recipe"), options.pop("restart")
+    if options.get("lengths") is not None:
+        options["lengths"] = parse_lengths(options["lengths"])
+    if options.get("lora_targets") is not None:
+        options["lora_targets"] = [t.strip() for t in options["lora_targets"].split(",") if t.strip()]
+    config = build_config(recipe, **options)
+    result = run_training(config, restart=restart)
+    resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
+    loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
+    typer.echo(
+        f"trained {result.steps} steps in {result.seconds:.1f}s "
+        f"({result.tokens / max(result.seconds, 1e-9):,.0f} tokens/s), final loss {loss}{resumed}; "
+        f"wrote {result.out}"
+    )
+
+
+def _register_train() -> None:
+    import inspect
+
+    train.__signature__ = inspect.Signature(_train_options())  # type: ignore[attr-defined]
+    app.command("train")(guarded(train))
+
+
+_register_train()

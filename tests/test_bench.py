@@ -1,0 +1,51 @@
+"""Benchmarks run and write their JSON (their numbers are reported, never asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tiny_models import tiny_model
+from typer.testing import CliRunner
+
+from retune_tui.bench.inference import PaperLoopGenerator, segments
+from retune_tui.cli import app
+from retune_tui.engine import Limits, Runner
+from retune_tui.engine.hf import HFGenerator
+from retune_tui.tasks import get_task
+from retune_tui.tasks.protocol import Method
+
+
+def test_paper_loop_and_engine_write_the_same_segments():
+    model, tok = tiny_model("gpt2")
+    task = get_task("parity")
+    problems = [task.parse(p) for p in ("1 0 1", "0 1")]
+    limits = Limits(max_segment_tokens=12)
+    paper = [Runner(task, Method.RETUNING, PaperLoopGenerator(model, tok), limits).run([p])[0] for p in problems]
+    engine = Runner(task, Method.RETUNING, HFGenerator(model, tok), limits).run(problems)
+    assert [segments(t) for t in paper] == [segments(t) for t in engine]
+
+
+def test_bench_inference_writes_json(tmp_path):
+    model, tok = tiny_model("llama", dtype=torch.float32)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    out = tmp_path / "b.json"
+    result = CliRunner().invoke(app, ["bench", "inference", "--base", str(tmp_path / "m"), "--task", "parity",
+                                      "--sizes", "2", "--counts", "1,2", "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert [r["problems"] for r in data["rows"]] == [1, 2] and all(r["identical"] == r["problems"] for r in data["rows"])
+    assert data["device"].startswith("cpu")
+
+
+def test_bench_memory_on_cpu_reports_sequence_lengths(tmp_path):
+    out = tmp_path / "m.json"
+    result = CliRunner().invoke(app, ["bench", "memory", "addition", "--base-config", str(Path(__file__).parent.parent / "training/configs/llama-7b.json"),
+                                      "--sizes", "3,15", "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    tokens = {(r["method"], r["size"]): r["tokens"] for r in rows}
+    assert tokens[("scratchpad", 15)] > tokens[("retuning", 15)] > tokens[("baseline", 15)]
+    assert all(r["peak_gib"] is None for r in rows)

@@ -21,6 +21,7 @@ from retune_tui.cli import (
     app,
     guarded,
 )
+from retune_tui.errors import InputError
 
 
 # --- eval / report ------------------------------------------------------------------------
@@ -75,12 +76,23 @@ def eval_command(
     """Accuracy by problem size, in and beyond the trained sizes, and where wrong answers went wrong."""
     import time
 
-    from retune_tui.evaluate import EvalConfig, run_eval
+    from retune_tui.evaluate import EvalConfig, count_problems, run_eval
     from retune_tui.evaluate.report import write_results
     from retune_tui.render import progress_bar
 
+    adapters = [str(a) for a in adapter or []]
+    if not adapters and not oracle:  # by default: the bundled adapters (of --task, if given)
+        from retune_tui import bundled
+
+        adapters = [str(p) for p in bundled.adapters() if task is None or p.name.startswith(f"{task}-")]
+        if not adapters:
+            raise InputError("nothing to evaluate: give --adapter DIR (one or more) or --oracle")
+    if adapters and base is None:
+        from retune_tui import bundled
+
+        base = str(bundled.base_dir()) if bundled.base_dir() else None
     config = EvalConfig(
-        adapters=[str(a) for a in adapter or []],
+        adapters=adapters,
         base=base,
         oracle=oracle,
         task=task,
@@ -96,7 +108,7 @@ def eval_command(
     )
     start = time.perf_counter()
     with progress_bar("evaluating") as bar:
-        job = bar.add_task("eval", total=None)
+        job = bar.add_task("eval", total=count_problems(config))
         runs = run_eval(config, on_done=lambda trace: bar.advance(job), failures_dir=failures)
     if int(__import__("os").environ.get("RANK", 0)) != 0:
         return

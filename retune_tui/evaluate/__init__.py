@@ -58,6 +58,23 @@ class EvalConfig:
             raise InputError("--n and --batch must be at least 1")
 
 
+def count_problems(config: EvalConfig) -> int:
+    """How many problems this process will solve (for a progress bar), without loading models."""
+    tasks = [config.task] * len(config.methods) if config.oracle else []
+    for adapter in config.adapters:
+        manifest = Manifest.read(adapter)
+        tasks.append(manifest.task if manifest else config.task)
+    rank, world = _shard()
+    total = 0
+    for task in tasks:
+        if task is None:
+            continue
+        lo, hi = get_task(task).eval_lengths
+        sizes = config.sizes or list(range(lo, hi + 1))
+        total += len(range(rank, len(sizes) * config.n, world))
+    return total
+
+
 def _shard() -> tuple[int, int]:
     """(rank, world) under torchrun / accelerate launch, else (0, 1)."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))

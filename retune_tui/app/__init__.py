@@ -52,8 +52,9 @@ def _parser() -> argparse.ArgumentParser:
                      "open saved traces to find where a recursion went wrong.")
     parser.add_argument("trace", nargs="?", type=Path, help="a trace file to open (JSON Lines, from "
                         "`retune solve --save` or the app's save key)")
-    parser.add_argument("--base", "--model", help="base model: a local directory or a hub name "
-                        "('oracle': no model, the correct segments)")
+    parser.add_argument("--base", "--model", help="base model: a local directory or a hub name; 'oracle' "
+                        "writes the correct segments with no model; 'bundled' is the small model in assets/ "
+                        "(default: the bundled model if it is there, else the oracle)")
     parser.add_argument("--adapter", type=Path, help="a LoRA adapter directory made by `retune train`")
     parser.add_argument("--versus", type=Path, help="a second adapter on the same base, for compare (c)")
     parser.add_argument("--task", help="addition, parity or dp (default: recognised from the typed text)")
@@ -98,10 +99,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Start]:
     for name, path in (("--adapter", args.adapter), ("--versus", args.versus)):
         if path is not None and not path.is_dir():
             raise InputError(f"{name}: no such adapter directory {path}")
-    if args.base in (None, "oracle"):
+    if args.base in (None, "oracle", "bundled"):
         if args.adapter is not None or args.versus is not None:
-            raise InputError("--adapter needs --base (the oracle takes no adapter)")
-        backend, versus = default_backend() if args.base is None else Backend(), None
+            raise InputError("--adapter needs --base (the oracle and the bundled model take no adapter)")
+        choices = {None: default_backend(args.device), "oracle": Backend(), "bundled": Backend(bundled=True,
+                                                                                             device=args.device)}
+        backend, versus = choices[args.base], None
     else:
         backend = Backend(ModelSpec(args.base, str(args.adapter) if args.adapter else None, args.device))
         versus = Backend(ModelSpec(args.base, str(args.versus), args.device)) if args.versus else None

@@ -22,19 +22,25 @@ from retune_tui.trace import Event, read_events
 Opener = Callable[["GeneratorCache", Callable[[], float]], Iterator[Event]]
 
 
-def default_backend() -> Backend:
-    """The backend ``retune-tui`` opens on when no model is named.
+def default_backend(device: str = "auto") -> Backend:
+    """The backend ``retune-tui`` opens on when no model is named: the bundled model in
+    ``assets/`` once it is there (an adapter per task and method, picked per problem),
+    else the oracle. The one place that decides it."""
+    from retune_tui import bundled
 
-    The one place to change when the bundled model in ``assets/`` lands: return
-    ``Backend(ModelSpec(<bundled base>, <bundled adapter>))`` here.
-    """
+    if bundled.base_dir() is not None and bundled.adapters():
+        return Backend(bundled=True, device=device)
     return Backend()
 
 
+def is_oracle(backend: Backend) -> bool:
+    return backend.model is None and not backend.bundled
+
+
 def backend_name(backend: Backend) -> str:
-    """A short name for titles: ``oracle``, or the base model (and adapter)."""
+    """A short name for titles: ``oracle``, ``bundled model``, or the base (and adapter)."""
     if backend.model is None:
-        return "oracle"
+        return backend.name
     name = Path(backend.model.base).name or backend.model.base
     if backend.model.adapter:
         name += f" + {Path(backend.model.adapter).name}"
@@ -74,7 +80,7 @@ class Settings:
 
     def pace(self, backend: Backend) -> float | None:
         """Only the oracle is slowed down; a model is shown as fast as it writes."""
-        return self.tokens_per_second if backend.model is None else None
+        return self.tokens_per_second if is_oracle(backend) else None
 
 
 class GeneratorCache:
@@ -87,7 +93,7 @@ class GeneratorCache:
         self._generators: dict[tuple[Backend, str, Method], Generator] = {}
 
     def get(self, backend: Backend, task: Task, method: Method, chars_per_step: int) -> Generator:
-        if backend.model is None:  # cheap, and holds per-run state: always fresh
+        if is_oracle(backend):  # cheap, and holds per-run state: always fresh
             return OracleGenerator(task, method, chars_per_step=chars_per_step)
         key = (backend, task.name, method)
         if key not in self._generators:

@@ -12,6 +12,7 @@ import pytest
 from retune_tui.app import make_app
 from retune_tui.app.jobs import Settings
 from retune_tui.engine import OracleGenerator, Runner
+from retune_tui.solving import Backend
 from retune_tui.tasks import Method, parse_problem
 from retune_tui.trace import Event, Trace, write_events
 
@@ -30,8 +31,9 @@ class TickClock:
 
 
 def fast_settings(**changes) -> Settings:
-    """The oracle at full speed, on a fake clock (exact and stable)."""
-    return Settings(**{"tokens_per_second": None, "clock": TickClock(), **changes})
+    """The oracle at full speed, on a fake clock (exact and stable), even once a bundled
+    model ships (it would be the app's default)."""
+    return Settings(**{"backend": Backend(), "tokens_per_second": None, "clock": TickClock(), **changes})
 
 
 def oracle_run(text: str, method: Method = Method.RETUNING, task: str | None = None,

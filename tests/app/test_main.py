@@ -12,12 +12,14 @@ from retune_tui.app import Start, main, make_app, parse_args
 from retune_tui.app.app import RetuneApp
 from retune_tui.app.screens.help import HelpScreen, key_text
 from retune_tui.app.widgets.call_tree import CallTree
+from retune_tui.solving import Backend
 from retune_tui.tasks import Method
 
 
 @pytest.mark.parametrize("argv, words", [
     (["missing.jsonl"], "no such trace file"),
     (["--adapter", "."], "--adapter needs --base"),
+    (["--base", "bundled", "--adapter", "."], "--adapter needs --base"),
     (["--method", "telepathy"], "unknown method"),
     (["--task", "chess"], "unknown task"),
     (["--device", "gpu"], "unknown device"),
@@ -33,7 +35,8 @@ def test_bad_arguments_are_one_line_and_exit_2(argv, words, capsys):
     assert words in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_arguments_build_settings(tmp_path):
+def test_arguments_build_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("RETUNE_ASSETS", str(tmp_path / "no-assets"))
     trace = tmp_path / "t.jsonl"
     trace.write_text("")
     settings, start = parse_args([str(trace), "--method", "scratchpad", "--task", "dp",
@@ -79,6 +82,21 @@ def test_the_package_and_its_arguments_import_no_textual():
 
 def test_screenshot_of_a_real_solve(tmp_path):
     out = tmp_path / "shot.svg"
-    main(["--problem", "12 + 34", "--speed", "0", "--screenshot", str(out)])
+    main(["--problem", "12 + 34", "--base", "oracle", "--speed", "0", "--screenshot", str(out)])
     svg = out.read_text()
     assert svg.startswith("<svg") and "correct" in svg
+
+
+def test_default_backend_is_the_bundled_model_once_it_is_there(tmp_path, monkeypatch):
+    from retune_tui.app import default_backend
+
+    monkeypatch.setenv("RETUNE_ASSETS", str(tmp_path))
+    assert default_backend() == Backend()  # nothing bundled yet: the oracle
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "config.json").write_text("{}")
+    (tmp_path / "adapters" / "addition-retuning").mkdir(parents=True)
+    (tmp_path / "adapters" / "addition-retuning" / "adapter_config.json").write_text("{}")
+    assert default_backend("cpu") == Backend(bundled=True, device="cpu")
+    settings, _ = parse_args(["--device", "cpu"])
+    assert settings.backend.bundled
+    assert parse_args(["--base", "oracle"])[0].backend == Backend()

@@ -67,14 +67,15 @@ class SettingsScreen(ModalScreen[Settings | None]):
         versus = self.settings.versus.model if self.settings.versus else None
         with Vertical(classes="dialog"):
             yield Label(f"model — now: {backend_name(self.settings.backend)}", classes="dialog-title")
-            yield Label("base model (a directory or hub name; 'oracle' for no model)")
-            yield Input(value=model.base if model else "oracle", id="base")
+            yield Label("base model (a directory or hub name; 'oracle': no model; 'bundled': assets/)")
+            yield Input(value=model.base if model else "bundled" if self.settings.backend.bundled else "oracle",
+                        id="base")
             yield Label("LoRA adapter directory (optional)")
             yield Input(value=(model.adapter or "") if model else "", id="adapter")
             yield Label("second adapter to compare with (optional; 'c' compares)")
             yield Input(value=(versus.adapter or "") if versus else "", id="versus")
             yield Label("device (auto, cpu, cuda, cuda:N, mps)")
-            yield Input(value=model.device if model else "auto", id="device")
+            yield Input(value=model.device if model else self.settings.backend.device, id="device")
             yield Label("oracle speed in tokens/s (0: as fast as possible)")
             yield Input(value=f"{self.settings.tokens_per_second or 0:g}", id="speed")
             yield Static("", classes="dialog-hint", id="settings-error", markup=False)
@@ -95,10 +96,11 @@ class SettingsScreen(ModalScreen[Settings | None]):
         for name, path in (("adapter", adapter), ("second adapter", versus)):
             if path and not Path(path).expanduser().is_dir():
                 raise InputError(f"{name}: no such directory {path}")
-        if base in ("", "oracle"):
+        if base in ("", "oracle", "bundled"):
             if adapter or versus:
-                raise InputError("an adapter needs a base model (the oracle takes no adapter)")
-            backend, second = Backend(), None
+                raise InputError("an adapter needs a base model (the oracle and the bundled model take none)")
+            backend = Backend(bundled=True, device=device or "auto") if base == "bundled" else Backend()
+            second = None
         else:
             backend = Backend(ModelSpec(base, adapter or None, device or "auto"))
             second = Backend(ModelSpec(base, versus, device or "auto")) if versus else None

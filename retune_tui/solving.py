@@ -33,6 +33,10 @@ class Backend:
     seed: int = 0
 
     @property
+    def is_oracle(self) -> bool:
+        return self.model is None and not self.bundled
+
+    @property
     def name(self) -> str:
         return "bundled model" if self.bundled else "oracle" if self.model is None else self.model.base
 

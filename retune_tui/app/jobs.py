@@ -33,10 +33,6 @@ def default_backend(device: str = "auto") -> Backend:
     return Backend()
 
 
-def is_oracle(backend: Backend) -> bool:
-    return backend.model is None and not backend.bundled
-
-
 def backend_name(backend: Backend) -> str:
     """A short name for titles: ``oracle``, ``bundled model``, or the base (and adapter)."""
     if backend.model is None:
@@ -80,7 +76,7 @@ class Settings:
 
     def pace(self, backend: Backend) -> float | None:
         """Only the oracle is slowed down; a model is shown as fast as it writes."""
-        return self.tokens_per_second if is_oracle(backend) else None
+        return self.tokens_per_second if backend.is_oracle else None
 
 
 class GeneratorCache:
@@ -93,7 +89,7 @@ class GeneratorCache:
         self._generators: dict[tuple[Backend, str, Method], Generator] = {}
 
     def get(self, backend: Backend, task: Task, method: Method, chars_per_step: int) -> Generator:
-        if is_oracle(backend):  # cheap, and holds per-run state: always fresh
+        if backend.is_oracle:  # cheap, and holds per-run state: always fresh
             return OracleGenerator(task, method, chars_per_step=chars_per_step)
         key = (backend, task.name, method)
         if key not in self._generators:

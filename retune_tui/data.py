@@ -20,6 +20,7 @@ from pathlib import Path
 from random import Random
 
 from retune_tui.errors import InputError
+from retune_tui.files import atomic_open
 from retune_tui.tasks import get_task
 from retune_tui.tasks.protocol import Example, Method, Task
 
@@ -149,7 +150,7 @@ class WriteStats:
     problems: int = 0
     examples: int = 0
     duplicates: int = 0
-    bytes: int = 0
+    bytes: int = 0  # characters written (ASCII: bytes)
 
 
 def write_dataset(
@@ -171,42 +172,34 @@ def write_dataset(
     """
     if fmt not in ("jsonl", "paper"):
         raise InputError(f"unknown format {fmt!r}; choose jsonl or paper")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     stats = WriteStats()
     seen: set[int] = set()
     chunks = [(spec, c, fmt) for c in range(math.ceil(spec.n / CHUNK))]
     workers = workers or min(os.cpu_count() or 1, 8)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh, _pool(workers) as pool:
-            first = True
-            if fmt == "paper":
-                fh.write("[")
-            for (_, chunk, _), lines in zip(chunks, pool.map(_chunk_lines, chunks)):
-                for line in lines:
-                    if dedup:
-                        key = hash(line)
-                        if key in seen:
-                            stats.duplicates += 1
-                            continue
-                        seen.add(key)
-                    if fmt == "paper":
-                        line = ("\n" if first else ",\n") + line
-                        first = False
-                    fh.write(line)
-                    stats.examples += 1
-                    stats.bytes += len(line)
-                done = min(CHUNK, spec.n - chunk * CHUNK)
-                stats.problems += done
-                if progress is not None:
-                    progress(done)
-            if fmt == "paper":
-                fh.write("\n]\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh, _pool(workers) as pool:
+        first = True
+        if fmt == "paper":
+            fh.write("[")
+        for (_, chunk, _), lines in zip(chunks, pool.map(_chunk_lines, chunks)):
+            for line in lines:
+                if dedup:
+                    key = hash(line)
+                    if key in seen:
+                        stats.duplicates += 1
+                        continue
+                    seen.add(key)
+                if fmt == "paper":
+                    line = ("\n" if first else ",\n") + line
+                    first = False
+                fh.write(line)
+                stats.examples += 1
+                stats.bytes += len(line)
+            done = min(CHUNK, spec.n - chunk * CHUNK)
+            stats.problems += done
+            if progress is not None:
+                progress(done)
+        if fmt == "paper":
+            fh.write("\n]\n")
     return stats
 
 

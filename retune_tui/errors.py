@@ -9,6 +9,12 @@ class UserError(Exception):
     exit_code = 1
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type name if it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class InputError(UserError, ValueError):
     """Bad input: text that does not parse, an unknown name, a value out of range."""
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from retune_tui.errors import InputError, UserError
+from retune_tui.files import atomic_write_text
 
 MANIFEST_NAME = "retune.json"
 
@@ -46,12 +46,9 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def write(self, directory: str | Path) -> None:
-        path = Path(directory) / MANIFEST_NAME
-        tmp = path.with_suffix(".json.tmp")
         data = asdict(self)
         data["train_lengths"] = list(self.train_lengths)
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(Path(directory) / MANIFEST_NAME, json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def read(cls, directory: str | Path) -> Manifest | None:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from retune_tui.errors import UserError
-from retune_tui.tasks.protocol import ANSWER, SOLUTION, context_answer, return_text
+from retune_tui.files import atomic_open
+from retune_tui.tasks.protocol import ANSWER, SOLUTION, return_text
 
 RUNNING, WAITING, DONE, ERROR = "running", "waiting", "done", "error"
 
@@ -152,6 +151,13 @@ class Node:
                 parts.append(return_text(seg.returned))
         return "".join(parts)
 
+    def steps(self) -> Iterator[tuple[int, str, Segment]]:
+        """(index, the context before it, segment) for every segment, in order."""
+        context = self.prompt
+        for index, seg in enumerate(self.segments):
+            yield index, context, seg
+            context += seg.text + (return_text(seg.returned) if seg.returned is not None else "")
+
     @property
     def tokens(self) -> int:
         return sum(seg.tokens for seg in self.segments)
@@ -223,10 +229,6 @@ class Trace:
             yield node
             stack.extend(self.nodes[c] for c in reversed(node.children))
 
-    def node_answer(self, node: Node) -> str:
-        """The answer of a (finished or not) context by the protocol's rule."""
-        return context_answer(node.context, node.segments[-1].text)
-
     def to_json(self) -> dict[str, Any]:
         """The tree as nested JSON, for ``retune trace show --json`` and exports."""
 
@@ -278,17 +280,9 @@ def dump_event(event: Event) -> str:
 
 def write_events(path: str | Path, events: Iterable[Event]) -> None:
     """Write an event stream as JSON Lines, atomically (a partial file never replaces a good one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for event in events:
-                fh.write(dump_event(event) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        for event in events:
+            fh.write(dump_event(event) + "\n")
 
 
 class TraceFileError(UserError):
@@ -301,6 +295,8 @@ def read_events(path: str | Path) -> list[Event]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise TraceFileError(f"cannot read trace file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise TraceFileError(f"{path} is not a trace file (not UTF-8 text)") from None
     events = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -313,7 +309,10 @@ def read_events(path: str | Path) -> list[Event]:
 
 
 def read_traces(path: str | Path) -> list[Trace]:
-    traces = build_traces(read_events(path))
+    try:
+        traces = build_traces(read_events(path))
+    except (KeyError, IndexError, AttributeError):
+        raise TraceFileError(f"{path}: events out of order or missing (a truncated or edited trace?)") from None
     if not traces:
         raise TraceFileError(f"{path} holds no trace")
     return traces

@@ -11,7 +11,8 @@ HEAVY = ("torch", "transformers", "peft", "textual", "rich", "typer")
 
 
 @pytest.mark.parametrize("module", [
-    "retune_tui.tasks", "retune_tui.trace", "retune_tui.engine", "retune_tui.data",
+    "retune_tui.tasks", "retune_tui.trace", "retune_tui.engine", "retune_tui.data", "retune_tui.manifest",
+    "retune_tui.engine.loading", "retune_tui.evaluate.faults", "retune_tui.evaluate.accuracy", "retune_tui.bundled",
 ])
 def test_core_modules_import_nothing_heavy(module):
     code = (f"import sys, {module}; bad = [m for m in {HEAVY!r} if m in sys.modules]; "

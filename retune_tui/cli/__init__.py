@@ -54,8 +54,17 @@ def guarded(fn: F) -> F:
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}", 1)
+        except UnicodeDecodeError as exc:
+            if _debug:
+                raise
+            _fail(f"not a UTF-8 text file ({exc.reason} at byte {exc.start})", 1)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except Exception as exc:
+            if type(exc).__name__ != "OutOfMemoryError" or _debug:  # torch.cuda.OutOfMemoryError
+                raise
+            _fail("out of GPU memory: solve fewer problems at once (--batch), use a smaller model, "
+                  "or --device cpu", 1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -126,25 +135,28 @@ def _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temp
 
 
 def _int_list(text: str, what: str) -> list[int]:
-    """``"1,64,256"`` or ``"2-5"`` (a range) → a list of ints."""
+    """``"1,64,256"`` or ``"2-5"`` (a range) → a list of positive ints."""
     from retune_tui.data import parse_lengths
 
     try:
         if "," in text:
-            return [int(v) for v in text.split(",") if v.strip()]
-        lo, hi = parse_lengths(text)
-        return list(range(lo, hi + 1))
+            values = [int(v) for v in text.split(",") if v.strip()]
+        else:
+            lo, hi = parse_lengths(text)
+            values = list(range(lo, hi + 1))
     except ValueError:
-        raise InputError(f"bad {what} {text!r}; expected a list like '1,64,256' or a range like '2-5'") from None
+        values = []
+    if not values or min(values) < 1:
+        raise InputError(f"bad {what} {text!r}; expected positive numbers like '1,64,256' or a range like '2-5'")
+    return values
 
 
 def _write_json(path: Path, data: Any) -> None:
     import json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    from retune_tui.files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def main() -> None:

@@ -67,6 +67,8 @@ def solve(
     backend = _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temperature, top_p, seed)
     if (problem is None) == (file is None):
         raise InputError("give a problem, or --file FILE with one problem a line")
+    if out is not None and file is None:
+        raise InputError("--out goes with --file; to keep one problem's trace use --save")
     if file is not None:
         solving.solve_file(file, out or save, task=task, method=method, backend=backend, limits=limits)
     else:

@@ -1,8 +1,8 @@
 """The engine: a recursive runner over a Generator backend (oracle or transformers)."""
 
-from retune_tui.engine.generator import CALL, EOS, LENGTH, Delta, Generator
+from retune_tui.engine.generator import CALL, CONTEXT, EOS, LENGTH, Delta, Generator
 from retune_tui.engine.limits import Limits
 from retune_tui.engine.oracle import OracleGenerator
 from retune_tui.engine.runner import Runner
 
-__all__ = ["CALL", "EOS", "LENGTH", "Delta", "Generator", "Limits", "OracleGenerator", "Runner"]
+__all__ = ["CALL", "CONTEXT", "EOS", "LENGTH", "Delta", "Generator", "Limits", "OracleGenerator", "Runner"]

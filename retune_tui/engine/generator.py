@@ -14,8 +14,9 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-#: Why a segment ended.
-EOS, CALL, LENGTH = "eos", "call", "length"
+#: Why a segment ended: EOS, the end of a ``Call:`` line, the segment's token budget, or
+#: the model's context window (positions) being full.
+EOS, CALL, LENGTH, CONTEXT = "eos", "call", "length", "context"
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Delta:
     text: str  # new text (possibly empty)
     tokens: int  # tokens generated in this step
     done: bool = False  # the segment ended
-    reason: str | None = None  # EOS, CALL or LENGTH when done
+    reason: str | None = None  # EOS, CALL, LENGTH or CONTEXT when done
 
 
 @runtime_checkable

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from retune_tui.engine.generator import CALL, EOS, LENGTH, Delta
+from retune_tui.engine.generator import CALL, CONTEXT, EOS, LENGTH, Delta
 from retune_tui.tasks.protocol import call_stop
 
 
@@ -62,6 +62,17 @@ class Counters:
     fed_tokens: int = 0  # tokens encoded (prompts, returns, re-encodes, decoded tokens)
     generated_tokens: int = 0
     rebuilds: int = 0
+
+
+def max_positions(config: Any) -> int | None:
+    """How many positions the model can attend over (its sliding window, if smaller)."""
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    window = getattr(config, "sliding_window", None)
+    sliding = getattr(config, "use_sliding_window", True) or "sliding_attention" in (getattr(config, "layer_types", None) or [])
+    if window and sliding:
+        # The batch rebuilds caches as full layers, exact only while a context fits the window.
+        limit = min(limit, window) if limit else window
+    return limit
 
 
 def lookup(tokens: list[int], count: int, longest: int = 3) -> list[int]:
@@ -116,8 +127,7 @@ class HFGenerator:
         if not self.eos_ids:
             raise ValueError("the tokenizer has no EOS token; segments could never end")
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
-        config = model.config
-        self.max_positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        self.max_positions = max_positions(model.config)
         self.counters = Counters()
         self._cache_kwarg = _cache_kwarg(model)
         self._contexts: dict[Hashable, _Context] = {}
@@ -152,6 +162,19 @@ class HFGenerator:
 
     @torch.inference_mode()
     def step(self, keys: Sequence[Hashable]) -> dict[Hashable, Delta]:
+        try:
+            return self._step(keys)
+        except BaseException:
+            self._forget_batch()  # an error mid-step (out of memory…) leaves no half-built state
+            raise
+
+    def _step(self, keys: Sequence[Hashable]) -> dict[Hashable, Delta]:
+        out: dict[Hashable, Delta] = {}
+        if self.max_positions:  # contexts that would outgrow the model's window end here
+            full = [k for k in keys if len(self._contexts[k].ids) + len(self._contexts[k].pending) > self.max_positions]
+            for key in full:
+                out[key] = Delta("", 0, done=True, reason=CONTEXT)
+            keys = [k for k in keys if k not in out]
         wanted = set(keys)
         idle = [k for k in self._rows if k not in wanted]
         if idle:
@@ -159,6 +182,8 @@ class HFGenerator:
         joining = [k for k in keys if k not in self._rows]
         if joining:
             self._join(joining)
+        if not self._rows:
+            return out
         contexts = [self._contexts[k] for k in self._rows]
         drafts = self._drafts(contexts)
         fed = [ctx.pending + draft for ctx, draft in zip(contexts, drafts)]
@@ -167,7 +192,6 @@ class HFGenerator:
         logits, start = self._forward(contexts, fed, columns)  # (B, len(columns), vocab)
         picks = self._sample(logits.float()).cpu().tolist()  # (B, len(columns))
         where = {c: i for i, c in enumerate(columns)}
-        out: dict[Hashable, Delta] = {}
         finished = []
         for row, (key, ctx, draft) in enumerate(zip(self._rows, contexts, drafts)):
             n_fed = len(fed[row])
@@ -197,8 +221,10 @@ class HFGenerator:
         stop = call_stop(text)
         if stop is not None:
             text = text[:stop]  # a token may carry characters past the call's newline
-        delta = text[len(ctx.segment):] if text.startswith(ctx.segment) else text
-        ctx.segment = text
+        else:
+            text = text.rstrip("\ufffd")  # half a character (byte-level BPE): wait for the rest
+        delta = text[len(ctx.segment):] if text.startswith(ctx.segment) else ""
+        ctx.segment += delta
         ctx.text += delta
         if stop is not None:
             return Delta(delta, 1, done=True, reason=CALL)
@@ -238,6 +264,8 @@ class HFGenerator:
         drafts = []
         for ctx in contexts:
             room = ctx.budget - len(ctx.generated) - 1
+            if self.max_positions:
+                room = min(room, self.max_positions - len(ctx.ids) - len(ctx.pending))
             if len(ctx.pending) != 1 or room <= 0:
                 drafts.append([])
             else:
@@ -294,12 +322,22 @@ class HFGenerator:
     def _layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(layer.keys, layer.values) for layer in self._cache.layers]
 
+    def _forget_batch(self) -> None:
+        """Drop the live batch; its contexts will be encoded again from their text."""
+        for key in self._rows:
+            ctx = self._contexts.get(key)
+            if ctx is not None:
+                ctx.ids, ctx.stash, ctx.pending = [], None, self.encode(ctx.text)
+        self._rows, self._cache, self._mask = [], None, None
+
     def _leave(self, keys: list[Hashable], stash: bool = True) -> None:
         """Take rows out of the live batch (keeping their caches unless closing)."""
         from transformers import DynamicCache
 
         self.counters.rebuilds += 1
-        assert self._mask is not None
+        if self._mask is None:  # nothing is cached yet (fresh contexts only)
+            self._rows = [k for k in self._rows if k not in set(keys)]
+            return
         layers = self._layers()
         leaving = set(keys)
         for row, key in enumerate(self._rows):

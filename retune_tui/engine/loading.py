@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retune_tui.errors import InputError, UserError
+from retune_tui.errors import InputError, UserError, first_line
 from retune_tui.manifest import Manifest, config_fingerprint
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -66,6 +66,10 @@ def resolve_device(name: str) -> Any:
         raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"device {name!r} asked for, but there are {torch.cuda.device_count()} GPUs here")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("device 'mps' asked for, but Apple's MPS is not available here; use --device cpu")
     return device
 
 
@@ -81,11 +85,6 @@ def resolve_dtype(name: str, device: Any) -> Any:
 
 def _has(directory: Path, *patterns: str) -> bool:
     return any(next(directory.glob(p), None) is not None for p in patterns)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def check_exists(name: str, what: str = "base model") -> None:
@@ -104,7 +103,7 @@ def load_tokenizer(spec: ModelSpec) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load the tokenizer of {source!r}: {_first_line(exc)}") from None
+        raise UserError(f"cannot load the tokenizer of {source!r}: {first_line(exc)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -125,8 +124,8 @@ def load_base(spec: ModelSpec, device: Any, dtype: Any) -> Any:
             use_safetensors=None if spec.allow_pickle else True,
             trust_remote_code=spec.trust_remote_code,
         )
-    except (OSError, ValueError, EnvironmentError) as exc:
-        message = _first_line(exc)
+    except (OSError, ValueError) as exc:
+        message = first_line(exc)
         if "trust_remote_code" in str(exc):
             message = "its code is shipped with the checkpoint; pass --trust-remote-code if you trust it"
         raise UserError(f"cannot load base model {spec.base!r}: {message}") from None
@@ -148,7 +147,7 @@ def load_adapter(model: Any, spec: ModelSpec) -> Any:
     try:
         return PeftModel.from_pretrained(model, str(directory)).eval()
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise UserError(f"cannot load adapter {directory}: {_first_line(exc)}") from None
+        raise UserError(f"cannot load adapter {directory}: {first_line(exc)}") from None
 
 
 def load_model(spec: ModelSpec, *, task: str | None = None, method: str | None = None) -> LoadedModel:

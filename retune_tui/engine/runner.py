@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from retune_tui.engine.generator import LENGTH, Generator
+from retune_tui.engine.generator import CONTEXT, LENGTH, Generator
 from retune_tui.engine.limits import Limits
 from retune_tui.tasks.protocol import (
     SOLUTION,
@@ -106,6 +106,7 @@ class Runner:
         early frees every context the generator still holds."""
         self._start = self.clock()
         self._trees = {}
+        self._out = []
         ready: list[Key] = []
         try:
             for i, problem in enumerate(problems, start=first_tree):
@@ -164,6 +165,8 @@ class Runner:
             self._fail(tree, node_id, f"wall-time budget of {limits.max_seconds:g}s exhausted")
         elif delta.reason == LENGTH:
             self._fail(tree, node_id, f"no stop within {limits.max_segment_tokens} tokens")
+        elif delta.reason == CONTEXT:
+            self._fail(tree, node_id, "context longer than the model's window (its position limit)")
         elif not delta.done:
             next_ready.append(key)
         else:

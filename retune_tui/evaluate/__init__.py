@@ -4,10 +4,9 @@ where recursions break, and the teacher-forced check; `retune report` renders re
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from retune_tui.engine import Limits, OracleGenerator
 from retune_tui.engine.loading import ModelSpec
@@ -80,21 +79,31 @@ def _shard() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def build_subjects(config: EvalConfig) -> list[tuple[Subject, Any]]:
-    """Subjects, each with what the teacher-forced check needs (model, tokenizer) or None."""
-    subjects: list[tuple[Subject, Any]] = []
+def _subjects(config: EvalConfig) -> Iterator[Subject]:
+    """Subjects one at a time: a model is loaded when its turn comes and dropped after."""
     if config.oracle:
         task = get_task(config.task)
         for name in config.methods:
             method = get_method(name)
-            subjects.append((Subject("oracle", task, method, task.train_lengths,
-                                     lambda t=task, m=method: OracleGenerator(t, m)), None))
+            yield Subject("oracle", task, method, task.train_lengths, lambda t=task, m=method: OracleGenerator(t, m))
     for adapter in config.adapters:
         manifest = Manifest.read(adapter)
         if manifest is None:
             raise InputError(f"{adapter} has no retune.json manifest; cannot tell its task and method")
-        subjects.append((_model_subject(config, adapter, manifest), adapter))
-    return subjects
+        subject = _model_subject(config, adapter, manifest)
+        yield subject
+        del subject.loaded  # type: ignore[attr-defined]
+        _free_memory()
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _model_subject(config: EvalConfig, adapter: str, manifest: Manifest) -> Subject:
@@ -121,20 +130,20 @@ def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = No
     """Evaluate every subject; merged over processes when sharded (rank 0 gets the results)."""
     rank, world = _shard()
     results = []
-    for subject, adapter in build_subjects(config):
+    for subject in _subjects(config):
         sizes = config.sizes or list(range(subject.task.eval_lengths[0], subject.task.eval_lengths[1] + 1))
         result, failures = evaluate_subject(subject, sizes, config.n, config.seed, limits=config.limits,
                                             batch=config.batch, shard=(rank, world), on_done=on_done,
                                             keep_failures=config.keep_failures)
-        if config.teacher and adapter is not None and rank == 0:
+        loaded = getattr(subject, "loaded", None)
+        if config.teacher and loaded is not None and rank == 0:
             from retune_tui.evaluate.teacher import teacher_forced
 
-            loaded = subject.loaded  # type: ignore[attr-defined]
             result.teacher = teacher_forced(subject.task, subject.method, loaded.model, loaded.tokenizer, sizes,
                                             min(config.n, 20), config.seed)
         if failures_dir is not None and failures:
             events = [e for trace in failures for e in trace.events]
-            write_events(failures_dir / f"{subject.label}-{subject.method}-failures.rank{rank}.jsonl", events)
+            write_events(failures_dir / f"{subject.label}-failures.rank{rank}.jsonl", events)
         results.append(result)
     if world > 1:
         results = _gather(results)

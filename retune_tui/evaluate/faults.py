@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from retune_tui.tasks.protocol import BadReturn, Method, ProblemParseError, Task, call_text, return_text
+from retune_tui.tasks.protocol import BadReturn, Method, ProblemParseError, Task, call_text
 from retune_tui.trace import ERROR, Node, Trace
 
 LIMIT = "limit hit"
@@ -44,12 +44,10 @@ def writing_order(trace: Trace, node: Node | None = None) -> Iterator[tuple[Node
     node = node or trace.root
     if node is None:
         return
-    context = node.prompt
-    for index, seg in enumerate(node.segments):
+    for index, context, seg in node.steps():
         yield node, index, context
         if seg.call is not None and seg.call in trace.nodes:
             yield from writing_order(trace, trace.nodes[seg.call])
-        context += seg.text + (return_text(seg.returned) if seg.returned is not None else "")
 
 
 def classify(task: Task, method: Method, index: int, expected: str, got: str) -> str:

@@ -9,13 +9,11 @@ from typing import Any
 
 from retune_tui.errors import UserError
 from retune_tui.evaluate.accuracy import RunResult
+from retune_tui.files import atomic_write_text
 
 
 def write_results(path: Path, runs: list[RunResult], settings: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"settings": settings, "runs": [r.to_json() for r in runs]}, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps({"settings": settings, "runs": [r.to_json() for r in runs]}, indent=2) + "\n")
 
 
 def read_results(path: Path) -> tuple[list[RunResult], dict[str, Any]]:

@@ -16,8 +16,6 @@ from typing import Any
 from retune_tui.evaluate.accuracy import problems_for
 from retune_tui.tasks.protocol import Method, Task, call_stop, returned_values
 
-IGNORE = -100
-
 
 def segment_kind(method: Method, prompt: str, completion: str) -> str:
     if method is not Method.RETUNING:
@@ -32,7 +30,7 @@ def teacher_forced(task: Task, method: Method, model: Any, tokenizer: Any, sizes
     """Exact-segment accuracy by depth and kind over the oracle traces of the eval problems."""
     import torch
 
-    from retune_tui.train.dataset import collate, tokenize
+    from retune_tui.train.dataset import IGNORE, collate, tokenize
 
     examples = []
     for size in sizes:

@@ -108,4 +108,4 @@ class Addition(Task):
             carry, output = returned
             return int(f"{carry}{output}") if carry else int(output)
         answer = answer.strip()
-        return int(answer) if answer.isdigit() else None
+        return int(answer) if re.fullmatch(r"[0-9]+", answer) else None

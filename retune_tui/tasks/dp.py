@@ -2,7 +2,7 @@
 
 Re-Tuning splits it into three kinds of context: the top level calls ``Create dp array``
 (one element per level), then ``Create chosen indices array`` (one element per level),
-and answers with the second call's value.
+then finishes like every context, writing the second call's value as its answer.
 """
 
 from __future__ import annotations
@@ -161,9 +161,6 @@ class DP(Task):
 
     def depth(self, problem: DPAny) -> int:
         return len(problem.items) if isinstance(problem, DPProblem) else len(problem.items) - 1
-
-    def is_top_level(self, problem: DPAny) -> bool:
-        return isinstance(problem, DPProblem)
 
     def solve(self, problem: DPAny) -> list[int]:
         if isinstance(problem, DPArray):

@@ -185,10 +185,6 @@ class Task(ABC):
         """Depth of the deepest context of the problem's Re-Tuning trace (top = 0)."""
         return self.size(problem) - 1
 
-    def is_top_level(self, problem: Hashable) -> bool:
-        """Whether this kind of problem can be asked directly (not only called)."""
-        return True
-
     # --- methods ----------------------------------------------------------------------
 
     def prompt(self, problem: Hashable, method: Method) -> str:

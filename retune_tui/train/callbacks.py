@@ -27,8 +27,12 @@ class LossLog(TrainerCallback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = []
         if self.path.exists() and self.resume_step:
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= self.resume_step]
+            for line in self.path.read_text().splitlines():
+                try:
+                    if json.loads(line)["step"] <= self.resume_step:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line half-written when the run was killed
         self.path.write_text("".join(line + "\n" for line in kept))
         self._start, self._start_tokens = time.perf_counter(), state.num_input_tokens_seen or 0
 
@@ -114,6 +118,10 @@ class ProgressBar(TrainerCallback):
                          info=f"loss {self._loss:.4f}  {rate:,.0f} tok/s")
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.close()
+
+    def close(self) -> None:
+        """Stop the bar (also after an exception, so the terminal gets its cursor back)."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None

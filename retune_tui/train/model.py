@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from retune_tui.engine.loading import ModelSpec, load_base, load_tokenizer
-from retune_tui.errors import InputError, UserError
+from retune_tui.errors import InputError, UserError, first_line
 from retune_tui.train.config import TrainConfig
 
 #: Attention projections to adapt, per architecture family, as module-name suffixes.
@@ -65,7 +65,7 @@ def build_model(config: TrainConfig, tokenizer: Any, device: Any, dtype: Any) ->
     try:
         model = get_peft_model(model, lora)
     except ValueError as exc:
-        raise InputError(f"lora_targets: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"lora_targets: {first_line(exc)}") from None
     if config.gradient_checkpointing:
         model.enable_input_require_grads()
     return model
@@ -78,7 +78,7 @@ def random_model(config_path: str | None, tokenizer: Any, dtype: Any) -> Any:
     try:
         arch = AutoConfig.from_pretrained(config_path)
     except (OSError, ValueError) as exc:
-        raise InputError(f"base_config: cannot read {config_path}: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"base_config: cannot read {config_path}: {first_line(exc)}") from None
     if tokenizer is not None and getattr(arch, "vocab_size", 0) < len(tokenizer):
         arch.vocab_size = len(tokenizer)
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):

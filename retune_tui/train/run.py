@@ -21,10 +21,12 @@ from typing import Any
 import torch
 
 from retune_tui.errors import InputError, UserError
+from retune_tui.files import atomic_write_text
 from retune_tui.manifest import Manifest, config_fingerprint
 from retune_tui.train import dataset as ds
 from retune_tui.train.callbacks import LossLog, ProgressBar, TimeLimit
 from retune_tui.train.config import TrainConfig
+from retune_tui.engine.hf import max_positions
 from retune_tui.train.model import build_model, load_training_tokenizer
 
 CONFIG_NAME = "train_config.json"
@@ -61,7 +63,10 @@ def _check_previous_run(config: TrainConfig, out: Path) -> None:
     saved = out / CONFIG_NAME
     if not saved.exists():
         return
-    before = json.loads(saved.read_text())
+    try:
+        before = json.loads(saved.read_text())
+    except ValueError:
+        return  # unreadable: written by an older or interrupted run; it is rewritten below
     now = config.to_dict()
     changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k])
     if changed:
@@ -139,8 +144,8 @@ def train(config: TrainConfig, *, restart: bool = False, progress: bool = True) 
     device = torch.device("cpu" if use_cpu else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     set_seed(config.seed)  # the adapter's (or a random base's) initial weights
     model = build_model(config, tokenizer, device, dtype)
-    max_positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
-    train_set = ds.TokenizedExamples(examples, tokenizer, max_positions)
+    base_config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
+    train_set = ds.TokenizedExamples(examples, tokenizer, max_positions(base_config))
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     per_step = config.micro_batch * config.accumulation * world
@@ -180,13 +185,17 @@ def train(config: TrainConfig, *, restart: bool = False, progress: bool = True) 
                              data_collator=ds.collate(tokenizer.pad_token_id), callbacks=callbacks)
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        atomic_write_text(out / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
     start = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except torch.cuda.OutOfMemoryError:
         raise UserError("out of GPU memory; lower --micro-batch (and raise --accumulation), or use "
                         "--gradient-checkpointing") from None
+    finally:
+        for callback in callbacks:
+            if isinstance(callback, ProgressBar):
+                callback.close()
     seconds = time.perf_counter() - start
     state = trainer.state
     final_loss = log.last_loss
@@ -211,8 +220,12 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
-    versions = {name: md.version(name) for name in ("torch", "transformers", "peft", "accelerate")}
-    versions["retune"] = md.version("retune")
+    versions = {}
+    for name in ("torch", "transformers", "peft", "accelerate", "retune"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = "not installed"
     manifest = Manifest(
         task=config.task,
         method=config.method,

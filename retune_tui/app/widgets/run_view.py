@@ -8,6 +8,7 @@ here, on the main thread, when a batch arrives.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +67,9 @@ class RunView(Horizontal):
         self.run = 0
         self._control: RunControl | None = None
         self._worker: Worker | None = None
+        # One run at a time touches the generators: a new run's worker waits here until the
+        # run it replaced has closed its contexts (they share cached generators and keys).
+        self._engine = threading.Lock()
 
     @property
     def lanes(self) -> list[CallTree]:
@@ -130,25 +134,26 @@ class RunView(Horizontal):
                 batch = []
             last = time.monotonic()
 
-        try:
-            for lane in job.lanes:
-                streams.append(Stream(lane.open(self.cache, control.clock), lane.tokens_per_second,
-                                      lane.replay_speed))
-            for lane_index, event in schedule(streams, control, post):
-                batch.append((lane_index, event))
-                if worker.is_cancelled:
-                    raise Stopped
-                if time.monotonic() - last >= FRAME:
-                    post()
-            return DONE
-        except Stopped:
-            return STOPPED
-        finally:
-            for stream in streams:  # a runner's generator frees its contexts when closed
-                close = getattr(stream.events, "close", None)
-                if close is not None:
-                    close()
-            post()
+        with self._engine:
+            try:
+                for lane in job.lanes:
+                    streams.append(Stream(lane.open(self.cache, control.clock), lane.tokens_per_second,
+                                          lane.replay_speed))
+                for lane_index, event in schedule(streams, control, post):
+                    batch.append((lane_index, event))
+                    if worker.is_cancelled:
+                        raise Stopped
+                    if time.monotonic() - last >= FRAME:
+                        post()
+                return DONE
+            except Stopped:
+                return STOPPED
+            finally:
+                for stream in streams:  # a runner's generator frees its contexts when closed
+                    close = getattr(stream.events, "close", None)
+                    if close is not None:
+                        close()
+                post()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place a run's end (or failure) is turned into one line for the user."""

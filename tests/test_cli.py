@@ -46,6 +46,8 @@ def test_solve_every_method(method):
     (("data", "multiplication", "--problem", "1"), "unknown task"),
     (("data", "addition", "--lengths", "9-2", "--out", "x.jsonl"), "bad length range"),
     (("data", "addition"), "give --out FILE"),
+    (("bench", "inference", "--sizes", "0,5"), "bad sizes"),
+    (("solve", "1 + 2", "--out", "x.jsonl", "--model", "oracle"), "--out goes with --file"),
     (("solve",), "give a problem"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):

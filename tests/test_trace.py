@@ -49,3 +49,11 @@ def test_bad_trace_files_are_one_line_errors(tmp_path, content):
 def test_missing_file(tmp_path):
     with pytest.raises(TraceFileError, match="cannot read"):
         read_traces(tmp_path / "nothing.jsonl")
+
+
+def test_events_out_of_order_are_one_line(tmp_path):
+    events, _ = solved_events()
+    path = tmp_path / "cut.jsonl"
+    write_events(path, events[3:])  # starts after the root was opened
+    with pytest.raises(TraceFileError, match="out of order or missing"):
+        read_traces(path)

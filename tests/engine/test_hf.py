@@ -205,3 +205,38 @@ def test_runner_with_a_random_model_ends_every_problem(model):
     for trace in traces:
         if trace.finished.error:
             assert trace.finished.status == "error"
+
+
+def test_an_error_mid_step_leaves_the_generator_usable():
+    m, tok = tiny_model("llama")
+    gen = HFGenerator(m, tok)
+    real_forward = m.forward
+    calls = {"n": 0}
+
+    def failing_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("out of memory (simulated)")
+        return real_forward(*args, **kwargs)
+
+    m.forward = failing_once
+    gen.open(0, PROMPTS[0], 10)
+    gen.step([0])
+    gen.step([0])
+    with pytest.raises(RuntimeError, match="simulated"):
+        gen.step([0])
+    gen.close(0)
+    m.forward = real_forward
+    assert generate(gen, [(1, PROMPTS[1])], 8)[1] == naive_greedy(m, tok, PROMPTS[1], 8)
+
+
+def test_a_context_past_the_models_window_is_an_error_on_its_node():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tok = tiny_model("llama")
+    torch.manual_seed(0)
+    small = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=40))
+    task = get_task("addition")
+    [trace] = Runner(task, Method.RETUNING, HFGenerator(small.eval(), tok)).run([task.parse("123456 + 654321")])
+    assert "context longer than the model's window" in trace.finished.error

@@ -104,6 +104,7 @@ def bench_inference(
     from retune_tui.engine.loading import load_model
     from retune_tui.tasks import get_task
 
+    size_list, count_list = _int_list(sizes, "sizes"), _int_list(counts, "counts")
     backend = _backend(base, adapter, device, dtype, False, False)
     if backend.model is None and not backend.bundled:
         raise InputError("the benchmark needs a model, not the oracle")
@@ -126,8 +127,8 @@ def bench_inference(
         the_method,
         loaded.model,
         loaded.tokenizer,
-        sizes=_int_list(sizes, "sizes"),
-        counts=_int_list(counts, "counts"),
+        sizes=size_list,
+        counts=count_list,
         seed=seed,
         progress=show,
     )

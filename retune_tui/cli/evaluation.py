@@ -131,6 +131,7 @@ def report_command(
     results: Annotated[list[Path], typer.Argument(help="Results files written by `retune eval`.")],
     plot: Annotated[Path | None, typer.Option(help="Write the plot of all of them here (PNG).")] = None,
     details: Annotated[bool, typer.Option(help="Also the fault and teacher-forced tables.")] = True,
+    markdown: Annotated[Path | None, typer.Option(help="Also write the accuracy tables as Markdown here.")] = None,
 ) -> None:
     """Render saved results again; several files are compared side by side."""
     from retune_tui.evaluate.report import read_results
@@ -140,3 +141,9 @@ def report_command(
         these, settings = read_results(path)
         runs += these
     _show_results(runs, settings, plot, details)
+    if markdown is not None:
+        from retune_tui.evaluate.report import markdown_tables
+        from retune_tui.files import atomic_write_text
+
+        atomic_write_text(markdown, markdown_tables(runs))
+        typer.echo(f"wrote {markdown}")

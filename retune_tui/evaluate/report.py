@@ -55,6 +55,26 @@ def accuracy_tables(runs: list[RunResult]) -> list[Any]:
     return tables
 
 
+def markdown_tables(runs: list[RunResult]) -> str:
+    """The accuracy tables as Markdown (one per task; trained sizes marked with *)."""
+    by_task: dict[str, list[RunResult]] = defaultdict(list)
+    for run in runs:
+        by_task[run.task].append(run)
+    out = []
+    for task, task_runs in by_task.items():
+        out.append(f"**{task}** (accuracy %, n per size; * = a trained size)\n")
+        out.append("| size | " + " | ".join(f"{r.label} ({r.method})" for r in task_runs) + " |")
+        out.append("| --- |" + " --- |" * len(task_runs))
+        for size in sorted({row.size for run in task_runs for row in run.sizes}):
+            cells = []
+            for run in task_runs:
+                row = next((r for r in run.sizes if r.size == size), None)
+                cells.append("" if row is None else f"{100 * row.accuracy:.0f}{'*' if row.in_distribution else ''}")
+            out.append(f"| {size} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def faults_table(run: RunResult) -> Any | None:
     """Where the wrong answers first went wrong: counts by size, depth and kind."""
     from rich.table import Table

@@ -105,8 +105,10 @@ def test_results_round_trip_through_report(tmp_path):
     assert [r.method for r in runs] == ["retuning", "baseline"] and settings["n"] == 4
     write_results(tmp_path / "again.json", runs, settings)
     assert json.loads((tmp_path / "again.json").read_text()) == json.loads(out.read_text())
-    shown = CliRunner().invoke(app, ["report", str(out), "--plot", str(tmp_path / "p.png")])
+    shown = CliRunner().invoke(app, ["report", str(out), "--plot", str(tmp_path / "p.png"),
+                                     "--markdown", str(tmp_path / "r.md")])
     assert shown.exit_code == 0 and "100.0%" in shown.output and (tmp_path / "p.png").exists()
+    assert "| 3 | 100* | 100* |" in (tmp_path / "r.md").read_text()
 
 
 def test_eval_bad_input():

@@ -56,7 +56,7 @@ def eval_command(
     sizes: Annotated[
         str | None, typer.Option(help="Sizes, e.g. '2-60' or '5,10,20' (default: the task's range).")
     ] = None,
-    n: Annotated[int, typer.Option("--n", help="Problems per size.")] = 100,
+    n: Annotated[int, typer.Option("--n", "--per-size", help="Problems per size.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the problems (the same for every adapter).")] = 0,
     batch: Annotated[int, typer.Option(help="Problems solved together.")] = 256,
     teacher: Annotated[bool, typer.Option(help="Also score every oracle context teacher-forced.")] = True,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from retune_tui.errors import InputError
 from retune_tui.cli import app, guarded
 
 
@@ -58,6 +59,15 @@ def _train_options() -> list:
             default=False,
             annotation=Annotated[bool, typer.Option(help="Discard the checkpoints in --out and start over.")],
         ),
+        inspect.Parameter(
+            "resume",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[
+                bool,
+                typer.Option(help="Insist on continuing from the last checkpoint in --out (re-running resumes anyway)."),
+            ],
+        ),
     ]
     return params
 
@@ -70,13 +80,15 @@ def train(**options: Any) -> None:
     from retune_tui.train.config import build_config
     from retune_tui.train.run import train as run_training
 
-    recipe, restart = options.pop("recipe"), options.pop("restart")
+    recipe, restart, resume = options.pop("recipe"), options.pop("restart"), options.pop("resume")
+    if restart and resume:
+        raise InputError("--resume and --restart contradict each other")
     if options.get("lengths") is not None:
         options["lengths"] = parse_lengths(options["lengths"])
     if options.get("lora_targets") is not None:
         options["lora_targets"] = [t.strip() for t in options["lora_targets"].split(",") if t.strip()]
     config = build_config(recipe, **options)
-    result = run_training(config, restart=restart)
+    result = run_training(config, restart=restart, require_checkpoint=resume)
     resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
     loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
     typer.echo(

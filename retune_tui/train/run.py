@@ -121,7 +121,8 @@ def _precision(config: TrainConfig) -> tuple[bool, bool, Any]:
     return bf16, fp16, dtype
 
 
-def train(config: TrainConfig, *, restart: bool = False, progress: bool = True) -> TrainResult:
+def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: bool = False,
+          progress: bool = True) -> TrainResult:
     """Train an adapter (or a whole model with ``full``) as ``config`` says."""
     from transformers import TrainingArguments, set_seed
 
@@ -132,6 +133,8 @@ def train(config: TrainConfig, *, restart: bool = False, progress: bool = True) 
         (out / CONFIG_NAME).unlink(missing_ok=True)
     _check_previous_run(config, out)
     resume = last_checkpoint(checkpoints)
+    if require_checkpoint and resume is None:
+        raise InputError(f"--resume: {checkpoints} holds no complete checkpoint to continue from")
 
     tokenizer = load_training_tokenizer(config)
     if config.data:

@@ -116,3 +116,22 @@ def test_eval_bad_input():
     assert "nothing to evaluate" in runner.invoke(app, ["eval"]).output
     bad = runner.invoke(app, ["report", "/no/such.json"])
     assert bad.exit_code == 1 and "cannot read results" in bad.output
+
+
+@pytest.mark.slow
+def test_two_processes_shard_the_problems_and_merge(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    args = ["-m", "retune_tui.cli", "eval", "--oracle", "--task", "dp", "--sizes", "2-4", "--per-size", "5", "--no-teacher"]
+    single = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one.json")], capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-1500:]
+    sharded = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                              "29533", *args, "--out", str(tmp_path / "two.json")], capture_output=True, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert sharded.returncode == 0, sharded.stderr[-1500:]
+    one, _ = read_results(tmp_path / "one.json")
+    two, _ = read_results(tmp_path / "two.json")
+    assert [(r.size, r.n, r.correct) for r in two[0].sizes] == [(r.size, r.n, r.correct) for r in one[0].sizes]
+    assert sum(r.n for r in two[0].sizes) == 15

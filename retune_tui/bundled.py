@@ -34,3 +34,18 @@ def adapters() -> list[Path]:
     """Every bundled adapter."""
     root = assets_dir() / "adapters"
     return sorted(p for p in root.glob("*") if (p / "adapter_config.json").exists()) if root.is_dir() else []
+
+
+def base_for(adapter: str | Path) -> str | None:
+    """The base an adapter was trained on, when the user names only the adapter.
+
+    The manifest's base if that path is here, else the bundled base (loading checks the
+    fingerprint either way, so a wrong guess is one clear line, not garbage).
+    """
+    from retune_tui.manifest import Manifest
+
+    manifest = Manifest.read(adapter)
+    if manifest and Path(manifest.base).is_dir():
+        return manifest.base
+    base = base_dir()
+    return str(base) if base else None

@@ -7,6 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 from rich.tree import Tree
 
+from retune_tui.checks import node_verdict, segment_checks, task_and_method
 from retune_tui.trace import DONE, ERROR, RUNNING, WAITING, Node, Trace
 
 STATUS_STYLE = {RUNNING: ("…", "yellow"), WAITING: ("⋯", "cyan"), DONE: ("✓", "green"), ERROR: ("✗", "red")}
@@ -19,10 +20,18 @@ def _one_line(text: str, limit: int = TAIL) -> str:
 
 
 def node_label(trace: Trace, node: Node) -> Text:
+    """Status icon, problem, depth and answer; a closed node whose own text parts from the
+    oracle's gets a red ✗ and "(not the oracle's)" even when its run went on."""
     icon, style = STATUS_STYLE.get(node.status, ("?", "white"))
+    pair = task_and_method(trace)
+    own_mistake = node.status == DONE and pair is not None and node_verdict(segment_checks(*pair, node)) is False
+    if own_mistake:
+        icon, style = STATUS_STYLE[ERROR]
     label = Text.assemble((f"{icon} ", style), (node.problem_text, "bold"), (f"  d{node.depth}", "dim"))
     if node.status == DONE and node.answer is not None:
-        label.append(f"  → {_one_line(node.answer)}", style="green")
+        label.append(f"  → {_one_line(node.answer)}", style="red" if own_mistake else "green")
+        if own_mistake:
+            label.append("  (not the oracle's)", style="red")
     elif node.status == ERROR and node.error:
         label.append(f"  {node.error}", style="red")
     elif node.status in (RUNNING, WAITING):

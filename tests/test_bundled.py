@@ -16,7 +16,7 @@ from retune_tui.engine.loading import ModelSpec, load_model
 from retune_tui.tasks import get_task
 from retune_tui.tasks.protocol import Method
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bundled]
 
 SAMPLES = {
     "addition": ["48213 + 90771", "7 + 5", "123456789 + 987654321"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from retune_tui.app.checks import SegmentCheck
+from retune_tui.checks import SegmentCheck
 from retune_tui.evaluate.faults import Fault
 from retune_tui.tasks.protocol import return_text
 from retune_tui.trace import DONE, ERROR, RUNNING, WAITING, Node, Trace

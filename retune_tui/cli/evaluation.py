@@ -90,7 +90,7 @@ def eval_command(
     if adapters and base is None:
         from retune_tui import bundled
 
-        base = str(bundled.base_dir()) if bundled.base_dir() else None
+        base = bundled.base_for(adapters[0])
     config = EvalConfig(
         adapters=adapters,
         base=base,

@@ -7,6 +7,7 @@ named; bf16 on GPUs that support it, float32 elsewhere.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,9 @@ def load_tokenizer(spec: ModelSpec) -> Any:
     return tokenizer
 
 
+SMALL_WEIGHTS = 200 * 2**20  # bytes of safetensors below which loading shows no progress bar
+
+
 def load_base(spec: ModelSpec, device: Any, dtype: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
@@ -117,6 +121,10 @@ def load_base(spec: ModelSpec, device: Any, dtype: Any) -> Any:
         raise UserError(f"{spec.base} holds only pickled weights (.bin), which can run code when loaded; "
                         "convert them to safetensors, or pass --allow-pickle if you trust them")
     check_exists(spec.base)
+    if local.is_dir() and sum(f.stat().st_size for f in local.glob("*.safetensors")) < SMALL_WEIGHTS:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a bar that flashes for a fraction of a second is only noise
     try:
         model = AutoModelForCausalLM.from_pretrained(
             spec.base,
@@ -145,7 +153,9 @@ def load_adapter(model: Any, spec: ModelSpec) -> Any:
             raise UserError(f"{directory} has no adapter_model.safetensors; pass --allow-pickle to load a pickled "
                             "adapter if you trust it")
     try:
-        return PeftModel.from_pretrained(model, str(directory)).eval()
+        with warnings.catch_warnings():  # peft asks transformers a deprecated question; not the user's concern
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            return PeftModel.from_pretrained(model, str(directory)).eval()
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise UserError(f"cannot load adapter {directory}: {first_line(exc)}") from None
 

@@ -111,7 +111,8 @@ def test_results_round_trip_through_report(tmp_path):
     assert "| 3 | 100* | 100* |" in (tmp_path / "r.md").read_text()
 
 
-def test_eval_bad_input():
+def test_eval_bad_input(tmp_path, monkeypatch):
+    monkeypatch.setenv("RETUNE_ASSETS", str(tmp_path))  # no bundled adapters to fall back on
     runner = CliRunner()
     assert "nothing to evaluate" in runner.invoke(app, ["eval"]).output
     bad = runner.invoke(app, ["report", "/no/such.json"])

@@ -1,0 +1,13 @@
+"""Shared test set-up."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_bundled_model_unless_asked(request, tmp_path_factory, monkeypatch):
+    """Commands fall back on the bundled model when none is given; in tests that would load a
+    real model by accident. Only tests marked `bundled` see assets/."""
+    if request.node.get_closest_marker("bundled") is None:
+        monkeypatch.setenv("RETUNE_ASSETS", str(tmp_path_factory.mktemp("no-assets")))

@@ -62,7 +62,9 @@ def markdown_tables(runs: list[RunResult]) -> str:
         by_task[run.task].append(run)
     out = []
     for task, task_runs in by_task.items():
-        out.append(f"**{task}** (accuracy %, n per size; * = a trained size)\n")
+        counts = sorted({row.n for run in task_runs for row in run.sizes})
+        n_text = "/".join(str(n) for n in counts)
+        out.append(f"**{task}** (accuracy %, {n_text} problems per size; * = a trained size)\n")
         out.append("| size | " + " | ".join(f"{r.label} ({r.method})" for r in task_runs) + " |")
         out.append("| --- |" + " --- |" * len(task_runs))
         for size in sorted({row.size for run in task_runs for row in run.sizes}):

@@ -8,6 +8,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from retune_tui.checks import node_verdict, segment_checks, task_and_method
+from retune_tui.tasks import Method, Task
 from retune_tui.trace import DONE, ERROR, RUNNING, WAITING, Node, Trace
 
 STATUS_STYLE = {RUNNING: ("…", "yellow"), WAITING: ("⋯", "cyan"), DONE: ("✓", "green"), ERROR: ("✗", "red")}
@@ -19,11 +20,11 @@ def _one_line(text: str, limit: int = TAIL) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
-def node_label(trace: Trace, node: Node) -> Text:
+def node_label(node: Node, pair: tuple[Task, Method] | None) -> Text:
     """Status icon, problem, depth and answer; a closed node whose own text parts from the
-    oracle's gets a red ✗ and "(not the oracle's)" even when its run went on."""
+    oracle's (``pair``: the trace's task and method) gets a red ✗ and "(not the oracle's)"
+    even when its run went on."""
     icon, style = STATUS_STYLE.get(node.status, ("?", "white"))
-    pair = task_and_method(trace)
     own_mistake = node.status == DONE and pair is not None and node_verdict(segment_checks(*pair, node)) is False
     if own_mistake:
         icon, style = STATUS_STYLE[ERROR]
@@ -46,10 +47,11 @@ def trace_tree(trace: Trace) -> Tree:
     tree = Tree(header)
     if root is None:
         return tree
-    branches = {root.id: tree.add(node_label(trace, root))}
+    pair = task_and_method(trace)
+    branches = {root.id: tree.add(node_label(root, pair))}
     for node in trace.walk():
         if node.parent is not None:
-            branches[node.id] = branches[node.parent].add(node_label(trace, node))
+            branches[node.id] = branches[node.parent].add(node_label(node, pair))
     return tree
 
 

@@ -406,11 +406,16 @@ class HFGenerator:
         self._cache = DynamicCache(ddp_cache_data=layers)
 
 
+def base_model_of(model: Any) -> Any:
+    """The transformers model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _cache_kwarg(model: Any) -> str:
     """transformers 5 calls the cache argument ``cache``; earlier versions ``past_key_values``."""
     import inspect
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model_of(model)
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 

@@ -92,7 +92,7 @@ def _subjects(config: EvalConfig) -> Iterator[Subject]:
             raise InputError(f"{adapter} has no retune.json manifest; cannot tell its task and method")
         subject = _model_subject(config, adapter, manifest)
         yield subject
-        del subject.loaded  # type: ignore[attr-defined]
+        subject.loaded = None  # the only reference to the model: it goes before the next one loads
         _free_memory()
 
 
@@ -120,8 +120,8 @@ def _model_subject(config: EvalConfig, adapter: str, manifest: Manifest) -> Subj
                         method=manifest.method)
     task, method = get_task(manifest.task), get_method(manifest.method)
     subject = Subject(Path(adapter).name, task, method, tuple(manifest.train_lengths),
-                      lambda: HFGenerator(loaded.model, loaded.tokenizer, name=loaded.name))
-    subject.loaded = loaded  # type: ignore[attr-defined] - kept for the teacher-forced check
+                      lambda: HFGenerator(subject.loaded.model, subject.loaded.tokenizer, name=subject.loaded.name),
+                      loaded)
     return subject
 
 
@@ -135,7 +135,7 @@ def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = No
         result, failures = evaluate_subject(subject, sizes, config.n, config.seed, limits=config.limits,
                                             batch=config.batch, shard=(rank, world), on_done=on_done,
                                             keep_failures=config.keep_failures)
-        loaded = getattr(subject, "loaded", None)
+        loaded = subject.loaded
         if config.teacher and loaded is not None and rank == 0:
             from retune_tui.evaluate.teacher import teacher_forced
 

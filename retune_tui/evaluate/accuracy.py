@@ -30,6 +30,7 @@ class Subject:
     method: Method
     trained: tuple[int, int] | None
     make_generator: Callable[[], Generator]
+    loaded: Any = None  # the loaded model behind make_generator (the teacher-forced check uses it)
 
 
 @dataclass

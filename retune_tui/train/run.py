@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
+from retune_tui.engine.hf import base_model_of, max_positions
 from retune_tui.errors import InputError, UserError
 from retune_tui.files import atomic_write_text
 from retune_tui.manifest import Manifest, config_fingerprint
 from retune_tui.train import dataset as ds
 from retune_tui.train.callbacks import LossLog, ProgressBar, TimeLimit
 from retune_tui.train.config import TrainConfig
-from retune_tui.engine.hf import max_positions
 from retune_tui.train.model import build_model, load_training_tokenizer
 
 CONFIG_NAME = "train_config.json"
@@ -147,8 +147,7 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     device = torch.device("cpu" if use_cpu else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     set_seed(config.seed)  # the adapter's (or a random base's) initial weights
     model = build_model(config, tokenizer, device, dtype)
-    base_config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
-    train_set = ds.TokenizedExamples(examples, tokenizer, max_positions(base_config))
+    train_set = ds.TokenizedExamples(examples, tokenizer, max_positions(base_model_of(model).config))
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     per_step = config.micro_batch * config.accumulation * world
@@ -222,7 +221,7 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
     staging.mkdir(parents=True)
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base_model = base_model_of(model)
     versions = {}
     for name in ("torch", "transformers", "peft", "accelerate", "retune"):
         try:

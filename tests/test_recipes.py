@@ -13,7 +13,7 @@ RECIPES = sorted((Path(__file__).resolve().parent.parent / "training").rglob("*.
 
 @pytest.mark.parametrize("folder", ["llama7b", "bundled"])
 def test_there_is_a_recipe_per_task_and_method(folder):
-    names = {p.stem for p in RECIPES if p.parent.name == folder} - {"base"}
+    names = {p.stem.split(".")[0] for p in RECIPES if p.parent.name == folder} - {"base"}
     assert names == {f"{t}-{m}" for t in ("addition", "parity", "dp") for m in ("baseline", "scratchpad", "retuning")}
 
 
@@ -25,3 +25,12 @@ def test_recipe_is_valid_and_says_how_to_run_it(recipe):
     assert config.task in recipe.stem or (config.task == "skills" and recipe.stem == "base")
     if recipe.parent.name == "llama7b":
         assert (config.lora_r, config.lora_alpha, config.lora_dropout, config.learning_rate) == (64, 64, 0.05, 2e-4)
+
+
+@pytest.mark.parametrize("recipe", [p for p in RECIPES if p.stem.endswith(".anneal")], ids=lambda p: p.stem)
+def test_a_second_stage_continues_its_first(recipe):
+    first = build_config(recipe.with_name(recipe.stem.split(".")[0] + ".toml"))
+    second = build_config(recipe)
+    assert second.init_adapter == first.out and second.out != first.out
+    assert (second.task, second.method, second.base, second.lengths) == (first.task, first.method, first.base,
+                                                                         first.lengths)

@@ -99,6 +99,28 @@ def test_saved_adapter_reloads_with_identical_logits(base, tmp_path):
         assert torch.equal(loaded.model(input_ids=ids).logits, fresh(input_ids=ids).logits)
 
 
+def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
+    from retune_tui.engine.loading import ModelSpec, load_model
+    from retune_tui.train.model import build_model, load_training_tokenizer
+
+    train(quick(base, tmp_path / "one", max_steps=10), progress=False)
+    second = quick(base, tmp_path / "two", max_steps=5, init_adapter=str(tmp_path / "one"), lora_r=4,
+                   scheduler="cosine", learning_rate=1e-3)
+    start = build_model(second, load_training_tokenizer(second), torch.device("cpu"), torch.float32).eval()
+    first = load_model(ModelSpec(str(base), str(tmp_path / "one"), device="cpu")).model
+    ids = torch.tensor([[1, 5, 6, 7]])
+    with torch.no_grad():
+        assert torch.equal(start(input_ids=ids).logits, first(input_ids=ids).logits)
+    assert any(p.requires_grad for p in start.parameters())
+    train(second, progress=False)
+    manifest = json.loads((tmp_path / "two" / "retune.json").read_text())
+    assert manifest["lora"]["r"] == 8  # the first stage's rank, not the flag's
+    assert manifest["extra"]["init_adapter"] == str(tmp_path / "one")
+    with pytest.raises(InputError, match="trained for task 'parity', not 'addition'"):
+        train(quick(base, tmp_path / "three", task="addition", lengths=(1, 2), init_adapter=str(tmp_path / "one")),
+              progress=False)
+
+
 @pytest.mark.parametrize(("settings", "message"), [
     (dict(task="multiplication"), "task: unknown task"),
     (dict(base=None), "base: give a base model"),

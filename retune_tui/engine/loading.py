@@ -140,7 +140,8 @@ def load_base(spec: ModelSpec, device: Any, dtype: Any) -> Any:
     return model.to(device).eval()
 
 
-def load_adapter(model: Any, spec: ModelSpec) -> Any:
+def load_adapter(model: Any, spec: ModelSpec, *, trainable: bool = False) -> Any:
+    """``model`` with the adapter of ``spec`` on it (in eval mode unless ``trainable``)."""
     from peft import PeftModel
 
     directory = Path(spec.adapter)
@@ -155,7 +156,8 @@ def load_adapter(model: Any, spec: ModelSpec) -> Any:
     try:
         with warnings.catch_warnings():  # peft asks transformers a deprecated question; not the user's concern
             warnings.filterwarnings("ignore", category=FutureWarning)
-            return PeftModel.from_pretrained(model, str(directory)).eval()
+            adapted = PeftModel.from_pretrained(model, str(directory), is_trainable=trainable)
+            return adapted if trainable else adapted.eval()
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise UserError(f"cannot load adapter {directory}: {first_line(exc)}") from None
 

@@ -38,6 +38,7 @@ class TrainConfig:
     reweight: bool = field(default=True, metadata={"help": "the paper's re-weighting of short and long problems"})
     # model
     full: bool = field(default=False, metadata={"help": "train every weight instead of a LoRA adapter"})
+    init_adapter: str | None = field(default=None, metadata={"help": "start from this adapter's weights (its rank and targets) instead of a fresh LoRA: a second stage with new settings"})
     lora_r: int = field(default=64, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=64, metadata={"help": "LoRA alpha (scale = alpha / r)"})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
@@ -74,6 +75,8 @@ class TrainConfig:
             raise InputError(f"method: unknown method {self.method!r}; choose one of: {', '.join(m.value for m in METHODS)}")
         if (self.base is None) == (self.base_config is None):
             raise InputError("base: give a base model (--base) or an architecture config (--base-config), not both")
+        if self.init_adapter is not None and self.full:
+            raise InputError("init_adapter: continues a LoRA adapter; it cannot be combined with full")
         if self.lengths is not None:
             lo, hi = self.lengths = tuple(self.lengths)  # type: ignore[assignment]
             if not 1 <= lo <= hi:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retune_tui.engine.loading import ModelSpec, load_base, load_tokenizer
+from retune_tui.engine.loading import ModelSpec, load_adapter, load_base, load_tokenizer
 from retune_tui.errors import InputError, UserError, first_line
 from retune_tui.train.config import TrainConfig
 
@@ -56,6 +56,8 @@ def build_model(config: TrainConfig, tokenizer: Any, device: Any, dtype: Any) ->
         model.config.use_cache = False
     if config.full:
         return model
+    if config.init_adapter is not None:
+        return _continue_adapter(model, config)
     from peft import LoraConfig, get_peft_model
 
     targets = config.lora_targets or lora_targets(model)
@@ -66,6 +68,21 @@ def build_model(config: TrainConfig, tokenizer: Any, device: Any, dtype: Any) ->
         model = get_peft_model(model, lora)
     except ValueError as exc:
         raise InputError(f"lora_targets: {first_line(exc)}") from None
+    if config.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return model
+
+
+def _continue_adapter(model: Any, config: TrainConfig) -> Any:
+    """The base with an existing adapter on it, trainable; its manifest must name this base and task."""
+    from retune_tui.manifest import Manifest, config_fingerprint
+
+    manifest = Manifest.read(config.init_adapter)
+    if manifest is not None:
+        manifest.check(config.init_adapter, task=config.task, method=config.method,
+                       fingerprint=config_fingerprint(model.config.to_dict()))
+    model = load_adapter(model, ModelSpec(config.base or "", adapter=config.init_adapter,
+                                          allow_pickle=config.allow_pickle), trainable=True)
     if config.gradient_checkpointing:
         model.enable_input_require_grads()
     return model

@@ -212,6 +212,16 @@ def _step_of(checkpoint: Path | None) -> int:
     return int(checkpoint.name.split("-")[1]) if checkpoint else 0
 
 
+def _lora_settings(model: Any) -> dict[str, Any]:
+    """The adapter's rank, alpha, dropout and targets as peft holds them ({} for a full model)."""
+    lora = getattr(model, "peft_config", {}).get("default")
+    if lora is None:
+        return {}
+    targets = lora.target_modules
+    return {"r": lora.r, "alpha": lora.lora_alpha, "dropout": lora.lora_dropout,
+            "targets": sorted(targets) if isinstance(targets, (set, list)) else targets}
+
+
 def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, steps: int, loss: float | None) -> None:
     """Write the adapter (or full model), tokenizer and manifest via a temp dir, then move them in."""
     import importlib.metadata as md
@@ -237,13 +247,12 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
         train_lengths=config.train_lengths,
         weighting={"reweight": config.reweight, "problems": config.problems, "data": config.data,
                    "curriculum": config.curriculum},
-        lora={} if config.full else {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
-                                     "targets": config.lora_targets or "auto"},
+        lora=_lora_settings(model),
         steps=steps,
         final_loss=loss,
         versions=versions,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        extra={"full": config.full},
+        extra={"full": config.full, "init_adapter": config.init_adapter},
     )
     manifest.write(staging)
     for path in staging.iterdir():

@@ -18,7 +18,12 @@ for task in addition parity dp; do
     name="$task-$method"
     want "$name" || continue
     retune train --recipe "training/bundled/$name.toml" --out "runs/bundled/$name"
+    last="runs/bundled/$name"
+    if [ -f "training/bundled/$name.anneal.toml" ]; then  # a second stage: the learning rate decays to zero
+      retune train --recipe "training/bundled/$name.anneal.toml" --out "runs/bundled/$name.anneal"
+      last="runs/bundled/$name.anneal"
+    fi
     mkdir -p "assets/adapters/$name"
-    cp runs/bundled/"$name"/{adapter_config.json,adapter_model.safetensors,retune.json,loss.png} "assets/adapters/$name/"
+    cp "$last"/{adapter_config.json,adapter_model.safetensors,retune.json,loss.png} "assets/adapters/$name/"
   done
 done

@@ -116,6 +116,10 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     manifest = json.loads((tmp_path / "two" / "retune.json").read_text())
     assert manifest["lora"]["r"] == 8  # the first stage's rank, not the flag's
     assert manifest["extra"]["init_adapter"] == str(tmp_path / "one")
+    train(quick(base, tmp_path / "long", max_steps=2, lengths=(3, 6), init_adapter=str(tmp_path / "two")),
+          progress=False)
+    manifest = json.loads((tmp_path / "long" / "retune.json").read_text())
+    assert manifest["train_lengths"] == [1, 6] and manifest["extra"]["stage_lengths"] == [3, 6]
     with pytest.raises(InputError, match="trained for task 'parity', not 'addition'"):
         train(quick(base, tmp_path / "three", task="addition", lengths=(1, 2), init_adapter=str(tmp_path / "one")),
               progress=False)

@@ -212,6 +212,15 @@ def _step_of(checkpoint: Path | None) -> int:
     return int(checkpoint.name.split("-")[1]) if checkpoint else 0
 
 
+def _trained_sizes(config: TrainConfig) -> tuple[int, int]:
+    """The sizes the adapter has been trained on: this run's, widened by those of the adapter it continued."""
+    lo, hi = config.train_lengths
+    earlier = Manifest.read(config.init_adapter) if config.init_adapter else None
+    if earlier is not None:
+        lo, hi = min(lo, earlier.train_lengths[0]), max(hi, earlier.train_lengths[1])
+    return lo, hi
+
+
 def _lora_settings(model: Any) -> dict[str, Any]:
     """The adapter's rank, alpha, dropout and targets as peft holds them ({} for a full model)."""
     lora = getattr(model, "peft_config", {}).get("default")
@@ -244,7 +253,7 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
         base=config.base or f"random:{config.base_config}",
         base_fingerprint=config_fingerprint(base_model.config.to_dict()),
         tokenizer=config.tokenizer or config.base or "",
-        train_lengths=config.train_lengths,
+        train_lengths=_trained_sizes(config),
         weighting={"reweight": config.reweight, "problems": config.problems, "data": config.data,
                    "curriculum": config.curriculum},
         lora=_lora_settings(model),
@@ -252,7 +261,7 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
         final_loss=loss,
         versions=versions,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        extra={"full": config.full, "init_adapter": config.init_adapter},
+        extra={"full": config.full, "init_adapter": config.init_adapter, "stage_lengths": list(config.train_lengths)},
     )
     manifest.write(staging)
     for path in staging.iterdir():

@@ -17,12 +17,12 @@ for task in addition parity dp; do
   for method in retuning baseline scratchpad; do
     name="$task-$method"
     want "$name" || continue
-    retune train --recipe "training/bundled/$name.toml" --out "runs/bundled/$name"
-    last="runs/bundled/$name"
-    if [ -f "training/bundled/$name.anneal.toml" ]; then  # a second stage: the learning rate decays to zero
-      retune train --recipe "training/bundled/$name.anneal.toml" --out "runs/bundled/$name.anneal"
-      last="runs/bundled/$name.anneal"
-    fi
+    # Stages, each continuing the one before: constant rate, decay to zero (.anneal), more long problems (.long).
+    for stage in "" .anneal .long; do
+      [ -f "training/bundled/$name$stage.toml" ] || continue
+      retune train --recipe "training/bundled/$name$stage.toml" --out "runs/bundled/$name$stage"
+      last="runs/bundled/$name$stage"
+    done
     mkdir -p "assets/adapters/$name"
     cp "$last"/{adapter_config.json,adapter_model.safetensors,retune.json,loss.png} "assets/adapters/$name/"
   done

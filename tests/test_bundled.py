@@ -28,9 +28,11 @@ SAMPLES = {
     "parity": ["1 0 1 1", "[0, 1, 1, 0, 1, 0, 0, 1, 1, 1]", "1"],
     "dp": ["[3, -2, 5, 1]", "[-1, 4]", "[2, 2, -3, 5, 1]"],
 }
-# Problems the bundled addition adapter solves (checked with `retune eval`): one base case,
-# one with a call and a combination.
-SOLVED = ["7 + 7", "44 + 78"]
+# Problems the bundled adapters solve with the oracle's exact recursion (checked one by one).
+# Addition: a base case, one call, the example, nine digits. Parity is at chance
+# overall, but recurses right on these two. DP has none: no problem of 2-3 elements we tried
+# recursed exactly (docs/results.md), so it has no entry.
+SOLVED = {"addition": ["7 + 7", "44 + 78", "48213 + 90771", "123456789 + 987654321"], "parity": ["1 1", "0 1 1"]}
 
 
 def _load(task_name: str):
@@ -55,9 +57,10 @@ def test_the_engine_writes_what_the_papers_loop_writes(task_name):
     assert all(t.finished is not None for t in engine)
 
 
-def test_solved_problems_recurse_exactly_like_the_oracle():
-    task, loaded = get_task("addition"), _load("addition")
-    problems = [task.parse(p) for p in SOLVED]
+@pytest.mark.parametrize("task_name", sorted(SOLVED))
+def test_solved_problems_recurse_exactly_like_the_oracle(task_name):
+    task, loaded = get_task(task_name), _load(task_name)
+    problems = [task.parse(p) for p in SOLVED[task_name]]
     model = Runner(task, Method.RETUNING, HFGenerator(loaded.model, loaded.tokenizer)).run(problems)
     oracle = Runner(task, Method.RETUNING, OracleGenerator(task, Method.RETUNING)).run(problems)
     for got, want in zip(model, oracle):
@@ -67,7 +70,7 @@ def test_solved_problems_recurse_exactly_like_the_oracle():
 
 
 def test_the_cli_uses_the_bundled_model_by_default():
-    result = CliRunner().invoke(app, ["solve", "44 + 78"])
+    result = CliRunner().invoke(app, ["solve", "48213 + 90771"])
     assert result.exit_code == 0, result.output
-    assert "answer 122" in result.output and "correct" in result.output and "wrong" not in result.output
+    assert "answer 138984" in result.output and "correct" in result.output and "wrong" not in result.output
     assert "oracle" not in result.output

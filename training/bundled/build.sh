@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # training/bundled/build.sh [--only NAME ...]
 # Rebuild everything in assets/: the base, then the nine adapters, then their evaluation.
-# About 80 + 185 minutes on 2 CPU cores (see README.md beside this file). Runs one job at a
+# About 80 + 195 minutes on 2 CPU cores (see README.md beside this file). Runs one job at a
 # time: two trainings on 2 cores are slower together than one after the other.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

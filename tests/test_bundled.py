@@ -3,7 +3,7 @@
 Slow (a model loads and generates); run with `pytest -m slow`. These check the machinery
 on the real assets — loading, the engine, the CLI — not the model's accuracy, which
 `retune eval` measures (docs/results.md). Where the adapters do solve problems (addition up
-to 10 digits, a few short parity lists), the solved traces must equal the oracle's.
+to 12 digits, a few short parity lists), the solved traces must equal the oracle's.
 """
 
 from __future__ import annotations

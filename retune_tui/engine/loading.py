@@ -162,16 +162,24 @@ def load_adapter(model: Any, spec: ModelSpec, *, trainable: bool = False) -> Any
         raise UserError(f"cannot load adapter {directory}: {first_line(exc)}") from None
 
 
+def attach_adapter(model: Any, spec: ModelSpec, *, task: str | None, method: str | None,
+                   trainable: bool = False) -> tuple[Any, Manifest | None]:
+    """``model`` with the adapter of ``spec`` on it, once the adapter's manifest (if it has one)
+    is checked against the task, the method and this base; and that manifest."""
+    manifest = Manifest.read(spec.adapter)
+    if manifest is not None:
+        manifest.check(spec.adapter, task=task, method=method, fingerprint=config_fingerprint(model.config.to_dict()))
+    return load_adapter(model, spec, trainable=trainable), manifest
+
+
 def load_model(spec: ModelSpec, *, task: str | None = None, method: str | None = None) -> LoadedModel:
     """Load base, tokenizer and adapter; check the adapter's manifest against what is asked."""
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
-    manifest = Manifest.read(spec.adapter) if spec.adapter else None
     model = load_base(spec, device, dtype)
-    if manifest is not None:
-        manifest.check(spec.adapter, task=task, method=method, fingerprint=config_fingerprint(model.config.to_dict()))
     tokenizer = load_tokenizer(spec)
+    manifest = None
     if spec.adapter:
-        model = load_adapter(model, spec)
+        model, manifest = attach_adapter(model, spec, task=task, method=method)
     name = spec.base if not spec.adapter else f"{spec.base} + {spec.adapter}"
     return LoadedModel(model, tokenizer, manifest, device, name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retune_tui.engine.loading import ModelSpec, load_adapter, load_base, load_tokenizer
+from retune_tui.engine.loading import ModelSpec, attach_adapter, load_base, load_tokenizer
 from retune_tui.errors import InputError, UserError, first_line
 from retune_tui.train.config import TrainConfig
 
@@ -75,14 +75,8 @@ def build_model(config: TrainConfig, tokenizer: Any, device: Any, dtype: Any) ->
 
 def _continue_adapter(model: Any, config: TrainConfig) -> Any:
     """The base with an existing adapter on it, trainable; its manifest must name this base and task."""
-    from retune_tui.manifest import Manifest, config_fingerprint
-
-    manifest = Manifest.read(config.init_adapter)
-    if manifest is not None:
-        manifest.check(config.init_adapter, task=config.task, method=config.method,
-                       fingerprint=config_fingerprint(model.config.to_dict()))
-    model = load_adapter(model, ModelSpec(config.base or "", adapter=config.init_adapter,
-                                          allow_pickle=config.allow_pickle), trainable=True)
+    spec = ModelSpec(config.base or "", adapter=config.init_adapter, allow_pickle=config.allow_pickle)
+    model, _ = attach_adapter(model, spec, task=config.task, method=config.method, trainable=True)
     if config.gradient_checkpointing:
         model.enable_input_require_grads()
     return model

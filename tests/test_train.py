@@ -50,6 +50,72 @@ def test_labels_mask_the_prompt_and_padding():
     assert (batch["input_ids"][1, 3:] == tok.pad_token_id).all()
 
 
+def _word_tokenizer():
+    """A tokenizer that is not one token per character (whole words and digits)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "What", "is", "the", "parity", "of", "[", "]", ",", "?", "Solution", ":",
+             "Call", "Return", "Output", "Carry", "+"] + [str(d) for d in range(10)]
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(),
+                                                 pre_tokenizers.Digits(individual_digits=True)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+@pytest.mark.parametrize("word_level", [False, True], ids=["char-table", "tokenizer"])
+def test_examples_tokenized_up_front_match_one_by_one(word_level):
+    from retune_tui.tokenizer import char_tokenizer
+
+    tok = _word_tokenizer() if word_level else char_tokenizer()
+    examples = ds.oracle_examples("parity", "retuning", (1, 6), 30, 0, False)
+    examples.append(ds.TextExample("What is the parity of [1, 0]?\nSolution: ", "Call: 1 é", 2))  # not ASCII
+    assert (ds.CharTable.of(tok, [examples[0].prompt]) is None) == word_level
+    tokenized = ds.TokenizedExamples(examples, tok)
+    for i, ex in enumerate(examples):
+        ids, labels = ds.tokenize(tok, ex.prompt, ex.completion)
+        assert tokenized[i]["input_ids"].tolist() == ids and tokenized[i]["labels"].tolist() == labels
+    assert tokenized.lengths().tolist() == [len(ds.tokenize(tok, ex.prompt, ex.completion)[0]) for ex in examples]
+    batch = ds.collate(tok.pad_token_id)([tokenized[0], tokenized[len(examples) - 1]])
+    assert batch["input_ids"].dtype == torch.long and batch["attention_mask"].sum() == sum(tokenized.lengths()[[0, -1]])
+
+
+def test_an_example_longer_than_the_model_is_refused_before_training():
+    from retune_tui.tokenizer import char_tokenizer
+
+    with pytest.raises(InputError, match="more than the model's 20 positions"):
+        ds.TokenizedExamples(ds.oracle_examples("parity", "baseline", (8, 8), 2, 0, False), char_tokenizer(), 20)
+
+
+def test_cosine_time_decays_by_training_time_and_carries_over_a_resume(monkeypatch):
+    from retune_tui.train import callbacks
+
+    now = [100.0]
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: now[0])
+    factor = callbacks.TimeCosine(minutes=1, warmup=2)
+    assert factor(0) == pytest.approx(0.5)  # warming up: step 1 of 2
+    now[0] += 30
+    assert factor(2) == pytest.approx(0.5)  # half the minute spent: cos(pi/2)
+    saved = dict(vars(factor))
+    monkeypatch.setattr(callbacks, "_PROCESS", "another process")
+    resumed = callbacks.TimeCosine(minutes=1, warmup=2)
+    vars(resumed).update(saved)  # what LambdaLR.load_state_dict does
+    now[0] += 1000  # time between the runs is not training time
+    assert resumed(3) == pytest.approx(0.5)
+    now[0] += 30
+    assert resumed(4) == pytest.approx(0.0)
+
+
+def test_a_cosine_time_run_stops_by_time_with_the_rate_at_zero(base, tmp_path):
+    config = quick(base, tmp_path / "o", scheduler="cosine_time", warmup=0, max_minutes=0.03, max_steps=100_000,
+                   logging_steps=1)
+    result = train(config, progress=False)
+    assert 0 < result.steps < 100_000
+    rates = [json.loads(line)["learning_rate"] for line in (tmp_path / "o" / "loss.jsonl").read_text().splitlines()]
+    assert rates[0] > rates[-1] and rates[-1] < 0.05 * config.learning_rate
+
+
 def test_curriculum_starts_short_and_widens():
     sizes = [1] * 10 + [2] * 10 + [5] * 10
     sampler = ds.CurriculumSampler(sizes, [s * 10 for s in sizes], 3000, seed=0, curriculum=0.5, batch=1, group=1)
@@ -99,6 +165,15 @@ def test_saved_adapter_reloads_with_identical_logits(base, tmp_path):
         assert torch.equal(loaded.model(input_ids=ids).logits, fresh(input_ids=ids).logits)
 
 
+def test_an_adapter_on_lm_head_saves_only_lora_weights(base, tmp_path):
+    from safetensors import safe_open
+
+    train(quick(base, tmp_path / "run", max_steps=2, lora_targets=["q_proj", "lm_head"]), progress=False)
+    with safe_open(tmp_path / "run" / "adapter_model.safetensors", "pt") as saved:
+        names = list(saved.keys())
+    assert any("lm_head.lora_A" in n for n in names) and all("lora_" in n for n in names)
+
+
 def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     from retune_tui.engine.loading import ModelSpec, load_model
     from retune_tui.train.model import build_model, load_training_tokenizer
@@ -132,6 +207,9 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     (dict(precision="fp8"), "precision: choose one of"),
     (dict(lengths=(5, 2)), "lengths: need 1 <= lo <= hi"),
     (dict(learning_rate="fast"), "learning_rate: expected float"),
+    (dict(scheduler="cosine_time"), "cosine_time decays over max_minutes"),
+    (dict(scheduler="cosine_time", max_minutes=1, curriculum=0.4), "cannot be combined with curriculum"),
+    (dict(scheduler="cosine_time", max_minutes=1, warmup=0.1), "warmup: with cosine_time"),
 ])
 def test_bad_settings_name_the_field(base, tmp_path, settings, message):
     with pytest.raises(InputError, match=message):

@@ -1,9 +1,12 @@
-"""Trainer callbacks: the loss log and its curve, a time limit, and a progress bar."""
+"""Trainer callbacks: the loss log and its curve, a time limit, and a progress bar; and
+the learning-rate factor of a time-budgeted run."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -66,18 +69,48 @@ class LossLog(TrainerCallback):
         plt.close(fig)
 
 
-class TimeLimit(TrainerCallback):
-    """Stops training (and saves) after ``minutes``."""
+_PROCESS = uuid.uuid4().hex  # tells this process's time marks from those restored out of a checkpoint
 
-    def __init__(self, minutes: float | None) -> None:
+
+class TimeCosine:
+    """The learning-rate factor of ``scheduler = "cosine_time"``: a linear warmup over
+    ``warmup`` steps, then cosine from 1 to 0 over ``minutes`` of training time.
+
+    A callable object, so torch's LambdaLR saves its attributes in each checkpoint and a
+    resumed run continues from the training time already spent (not from zero).
+    """
+
+    def __init__(self, minutes: float, warmup: int) -> None:
+        self.seconds = 60 * minutes
+        self.warmup = warmup
+        self.spent = 0.0
+        self.process = ""
+        self.mark = 0.0
+
+    def __call__(self, step: int) -> float:
+        now = time.perf_counter()
+        if self.process == _PROCESS:
+            self.spent += now - self.mark
+        self.process, self.mark = _PROCESS, now
+        ramp = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
+        return ramp * 0.5 * (1 + math.cos(math.pi * min(1.0, self.spent / self.seconds)))
+
+
+class TimeLimit(TrainerCallback):
+    """Stops training (and saves) after ``minutes``: of this run, or of the training time a
+    `TimeCosine` has counted (which a resumed run carries over)."""
+
+    def __init__(self, minutes: float | None, clock: TimeCosine | None = None) -> None:
         self.minutes = minutes
+        self.clock = clock
         self._start = time.perf_counter()
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
         self._start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-        if self.minutes is not None and time.perf_counter() - self._start > 60 * self.minutes:
+        spent = self.clock.spent if self.clock else time.perf_counter() - self._start
+        if self.minutes is not None and spent > 60 * self.minutes:
             control.should_training_stop = True
             control.should_save = True
         return control

@@ -17,7 +17,7 @@ from retune_tui.tasks import METHODS, TASKS
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SKILLS = "skills"  # the pre-training corpus of train/skills.py, not a task
 SKILL_LENGTHS = (1, 64)
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_time")
 
 
 @dataclass
@@ -45,7 +45,7 @@ class TrainConfig:
     lora_targets: list[str] | None = field(default=None, metadata={"help": "module names to adapt (default: attention q/k/v/o of the architecture)"})
     # optimisation
     learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
-    scheduler: str = field(default="linear", metadata={"help": "linear, cosine, constant, constant_with_warmup"})
+    scheduler: str = field(default="linear", metadata={"help": "linear, cosine, constant, constant_with_warmup; or cosine_time: cosine to zero over max_minutes of training (a fixed time budget, as on a GPU of unknown speed)"})
     warmup: float = field(default=0.03, metadata={"help": "warmup: a fraction of the steps (<1) or a number of steps"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "clip gradients to this norm (0: no clipping)"})
@@ -101,6 +101,13 @@ class TrainConfig:
             raise InputError(f"precision: choose one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.scheduler not in SCHEDULERS:
             raise InputError(f"scheduler: choose one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        if self.scheduler == "cosine_time" and self.max_minutes is None:
+            raise InputError("scheduler: cosine_time decays over max_minutes; give max_minutes")
+        if self.scheduler == "cosine_time" and (self.curriculum > 0 or self.epochs is not None):
+            raise InputError("scheduler: cosine_time ends by time, not at a known step; it cannot be combined with "
+                             "curriculum or epochs (max_steps is then only an upper bound)")
+        if self.scheduler == "cosine_time" and 0 < self.warmup < 1:
+            raise InputError("warmup: with cosine_time, give warmup as a number of steps, not a fraction")
         if self.device not in ("auto", "cpu"):
             raise InputError(f"device: auto or cpu, got {self.device!r}")
 

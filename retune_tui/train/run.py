@@ -25,7 +25,7 @@ from retune_tui.errors import InputError, UserError
 from retune_tui.files import atomic_write_text
 from retune_tui.manifest import Manifest, config_fingerprint
 from retune_tui.train import dataset as ds
-from retune_tui.train.callbacks import LossLog, ProgressBar, TimeLimit
+from retune_tui.train.callbacks import LossLog, ProgressBar, TimeCosine, TimeLimit
 from retune_tui.train.config import TrainConfig
 from retune_tui.train.model import build_model, load_training_tokenizer
 
@@ -78,12 +78,18 @@ class ReTrainer:
     """Builds the Trainer subclass lazily (transformers is imported only when training)."""
 
     @staticmethod
-    def make(sampler: ds.CurriculumSampler, **kwargs: Any) -> Any:
+    def make(sampler: ds.CurriculumSampler, lr_factor: TimeCosine | None = None, **kwargs: Any) -> Any:
         from transformers import Trainer
 
         class _Trainer(Trainer):
             def _get_train_sampler(self, train_dataset=None):  # noqa: ANN001 - Trainer's signature
                 return sampler
+
+            def create_scheduler(self, num_training_steps, optimizer=None):  # noqa: ANN001
+                if lr_factor is None or self.lr_scheduler is not None:
+                    return super().create_scheduler(num_training_steps, optimizer)
+                self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, lr_factor)
+                return self.lr_scheduler
 
             def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
                 """Cross-entropy averaged over each example's completion tokens, then over
@@ -162,7 +168,7 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
         per_device_train_batch_size=config.micro_batch,
         gradient_accumulation_steps=config.accumulation,
         learning_rate=config.learning_rate,
-        lr_scheduler_type=config.scheduler,
+        lr_scheduler_type="constant" if config.scheduler == "cosine_time" else config.scheduler,
         warmup_steps=config.warmup if config.warmup < 1 else int(config.warmup),
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
@@ -182,8 +188,9 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
         dataloader_num_workers=0,
     )
     log = LossLog(out / "loss.jsonl", resume_step=_step_of(resume))
-    callbacks = [log, TimeLimit(config.max_minutes)] + ([ProgressBar()] if progress else [])
-    trainer = ReTrainer.make(sampler, model=model, args=args, train_dataset=train_set,
+    lr_factor = TimeCosine(config.max_minutes, int(config.warmup)) if config.scheduler == "cosine_time" else None
+    callbacks = [log, TimeLimit(config.max_minutes, lr_factor)] + ([ProgressBar()] if progress else [])
+    trainer = ReTrainer.make(sampler, lr_factor, model=model, args=args, train_dataset=train_set,
                              data_collator=ds.collate(tokenizer.pad_token_id), callbacks=callbacks)
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)
@@ -238,7 +245,12 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
     staging = out / ".saving"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    model.save_pretrained(staging)
+    if hasattr(model, "peft_config"):
+        # Only the LoRA weights: with lm_head adapted, peft would also save the frozen base
+        # lm_head, which a bf16 run stores rounded, and loading the adapter would swap it in.
+        model.save_pretrained(staging, save_embedding_layers=False)
+    else:
+        model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     base_model = base_model_of(model)
     versions = {}

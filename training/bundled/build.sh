@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# training/bundled/build.sh [--only NAME ...]
-# Rebuild everything in assets/: the base, then the nine adapters, then their evaluation.
+# training/bundled/build.sh [--gpu] [NAME ...]
+# Rebuild everything in assets/: the base, then the nine adapters (evaluate them with the
+# commands in docs/results.md).
 # About 80 + 195 minutes on 2 CPU cores (see README.md beside this file). Runs one job at a
 # time: two trainings on 2 cores are slower together than one after the other.
+# With --gpu, the adapters' GPU stage (gpu-stage.sh, about 7 minutes) follows the CPU stages.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+gpu=0
+if [ "${1:-}" = "--gpu" ]; then gpu=1; shift; fi
 only=("$@")
 want() { [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" $1 "* ]]; }
 
@@ -29,3 +33,11 @@ for task in addition parity dp; do
     cp "$last"/{adapter_config.json,adapter_model.safetensors,retune.json} "assets/adapters/$name/"
   done
 done
+if [ $gpu -eq 1 ]; then
+  adapters=()
+  for recipe in training/bundled/*.gpu.toml; do
+    name=$(basename "$recipe" .gpu.toml)
+    want "$name" && adapters+=("$name")
+  done
+  [ ${#adapters[@]} -eq 0 ] || training/bundled/gpu-stage.sh "${adapters[@]}"
+fi

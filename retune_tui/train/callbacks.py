@@ -80,6 +80,8 @@ class TimeCosine:
     resumed run continues from the training time already spent (not from zero).
     """
 
+    now = staticmethod(time.perf_counter)  # a class attribute: not saved with the schedule's state
+
     def __init__(self, minutes: float, warmup: int) -> None:
         self.seconds = 60 * minutes
         self.warmup = warmup
@@ -88,7 +90,7 @@ class TimeCosine:
         self.mark = 0.0
 
     def __call__(self, step: int) -> float:
-        now = time.perf_counter()
+        now = self.now()
         if self.process == _PROCESS:
             self.spent += now - self.mark
         self.process, self.mark = _PROCESS, now
@@ -117,9 +119,11 @@ class TimeLimit(TrainerCallback):
 
 
 class ProgressBar(TrainerCallback):
-    """A rich progress bar on the main process: step, loss, tokens/s, ETA."""
+    """A rich progress bar on the main process: step, loss, tokens/s, ETA. A run with a
+    time budget (a `TimeCosine` clock) counts seconds of that budget instead of steps."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: TimeCosine | None = None) -> None:
+        self.clock = clock
         self._bar: Any = None
         self._task: Any = None
         self._loss = float("nan")
@@ -131,10 +135,12 @@ class ProgressBar(TrainerCallback):
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+        unit = TextColumn("s") if self.clock else TextColumn("")
+        self._bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), unit,
                              TextColumn("{task.fields[info]}"), TextColumn("eta"), TimeRemainingColumn(),
                              transient=False)
-        self._task = self._bar.add_task("train", total=state.max_steps, completed=state.global_step, info="")
+        total, done = (round(self.clock.seconds), self.clock.spent) if self.clock else (state.max_steps, state.global_step)
+        self._task = self._bar.add_task("train", total=total, completed=done, info="")
         self._start, self._tokens0 = time.perf_counter(), state.num_input_tokens_seen or 0
         self._bar.start()
 
@@ -147,8 +153,9 @@ class ProgressBar(TrainerCallback):
             return
         elapsed = max(time.perf_counter() - self._start, 1e-9)
         rate = ((state.num_input_tokens_seen or 0) - self._tokens0) / elapsed
-        self._bar.update(self._task, completed=state.global_step,
-                         info=f"loss {self._loss:.4f}  {rate:,.0f} tok/s")
+        done = self.clock.spent if self.clock else state.global_step
+        step = f"step {state.global_step}  " if self.clock else ""
+        self._bar.update(self._task, completed=done, info=f"{step}loss {self._loss:.4f}  {rate:,.0f} tok/s")
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
         self.close()

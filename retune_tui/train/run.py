@@ -189,7 +189,7 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     )
     log = LossLog(out / "loss.jsonl", resume_step=_step_of(resume))
     lr_factor = TimeCosine(config.max_minutes, int(config.warmup)) if config.scheduler == "cosine_time" else None
-    callbacks = [log, TimeLimit(config.max_minutes, lr_factor)] + ([ProgressBar()] if progress else [])
+    callbacks = [log, TimeLimit(config.max_minutes, lr_factor)] + ([ProgressBar(lr_factor)] if progress else [])
     trainer = ReTrainer.make(sampler, lr_factor, model=model, args=args, train_dataset=train_set,
                              data_collator=ds.collate(tokenizer.pad_token_id), callbacks=callbacks)
     if trainer.is_world_process_zero():

@@ -4,7 +4,8 @@
 # commands in docs/results.md).
 # About 80 + 195 minutes on 2 CPU cores (see README.md beside this file). Runs one job at a
 # time: two trainings on 2 cores are slower together than one after the other.
-# With --gpu, the adapters' GPU stage (gpu-stage.sh, about 7 minutes) follows the CPU stages.
+# With --gpu, the adapters' two GPU stages follow (gpu-stage.sh: about 7 + 5 minutes on one
+# GPU), then any .top stage (CPU).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 gpu=0
@@ -40,4 +41,15 @@ if [ $gpu -eq 1 ]; then
     want "$name" && adapters+=("$name")
   done
   [ ${#adapters[@]} -eq 0 ] || training/bundled/gpu-stage.sh "${adapters[@]}"
+  second=()
+  for name in "${adapters[@]}"; do [ -f "training/bundled/$name.gpu2.toml" ] && second+=("$name"); done
+  [ ${#second[@]} -eq 0 ] || training/bundled/gpu-stage.sh --stage gpu2 "${second[@]}"
+  # A last CPU stage where one follows the GPU stages (.top).
+  for name in "${adapters[@]}"; do
+    [ -f "training/bundled/$name.top.toml" ] || continue
+    retune train --recipe "training/bundled/$name.top.toml" --out "runs/bundled/$name.top"
+    cp "runs/bundled/$name.top"/{adapter_config.json,adapter_model.safetensors,retune.json} "assets/adapters/$name/"
+    cp "runs/bundled/$name.top/loss.jsonl" "assets/adapters/$name/loss.top.jsonl"
+    cp "runs/bundled/$name.top/loss.png" "assets/adapters/$name/loss.top.png"
+  done
 fi

@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
-# training/bundled/gpu-stage.sh [NAME ...]
-# The GPU stage of the bundled adapters: every training/bundled/NAME.gpu.toml at once on one
-# GPU, each in its own process, then their adapters copied into assets/adapters/NAME.
+# training/bundled/gpu-stage.sh [--stage gpu|gpu2] [NAME ...]
+# A GPU stage of the bundled adapters: every training/bundled/NAME.STAGE.toml (default
+# STAGE gpu) at once on one GPU, each in its own process, then their adapters copied into
+# assets/adapters/NAME. Stage gpu (all nine adapters) comes first, then gpu2 (Re-Tuning).
 #
 # They share the GPU because one of them leaves it mostly idle: a step of a 1M-parameter
 # model is a few hundred tiny kernels, so a single process is bound by Python launching
 # them, and nine processes keep the GPU busier than one. Each recipe trains for a fixed
-# 6 minutes (scheduler cosine_time), so the stage takes about 7 minutes whatever the GPU.
-# Each continues the adapter of its last CPU stage (build.sh); where runs/bundled/ does not
+# 5-6 minutes (scheduler cosine_time), so a stage takes about 7 minutes whatever the GPU.
+# Each continues the adapter of the stage before (build.sh's last, or gpu); where runs/bundled/ does not
 # hold it (a fresh clone), the copy shipped in assets/adapters/NAME is used, which is that
 # same adapter. Set RETUNE to the command that runs retune (default: retune).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 RETUNE=${RETUNE:-retune}
+stage=gpu
+if [ "${1:-}" = "--stage" ]; then stage=${2:?--stage needs gpu or gpu2}; shift 2; fi
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
-  for recipe in training/bundled/*.gpu.toml; do names+=("$(basename "$recipe" .gpu.toml)"); done
+  for recipe in training/bundled/*."$stage".toml; do names+=("$(basename "$recipe" ."$stage".toml)"); done
 fi
 
 pids=()
 for name in "${names[@]}"; do
-  recipe="training/bundled/$name.gpu.toml"
+  recipe="training/bundled/$name.$stage.toml"
   [ -f "$recipe" ] || { echo "gpu-stage: no recipe $recipe" >&2; exit 2; }
   init=$(sed -n 's/^init_adapter = "\(.*\)"$/\1/p' "$recipe")
   if [ ! -f "$init/retune.json" ]; then
@@ -30,7 +33,7 @@ for name in "${names[@]}"; do
     echo "gpu-stage: $name continues the shipped adapter (assets/adapters/$name)"
   fi
   mkdir -p runs/bundled
-  OMP_NUM_THREADS=1 $RETUNE train --recipe "$recipe" --restart >"runs/bundled/$name.gpu.log" 2>&1 &
+  OMP_NUM_THREADS=1 $RETUNE train --recipe "$recipe" --restart >"runs/bundled/$name.$stage.log" 2>&1 &
   pids+=($!)
 done
 
@@ -38,16 +41,16 @@ failed=0
 for i in "${!names[@]}"; do
   name=${names[$i]}
   if wait "${pids[$i]}"; then
-    out="runs/bundled/$name.gpu"
+    out="runs/bundled/$name.$stage"
     cp "$out"/{adapter_config.json,adapter_model.safetensors,retune.json} "assets/adapters/$name/"
     for f in loss.jsonl loss.png; do  # absent when a run stopped before its first logged step
-      [ -f "$out/$f" ] && cp "$out/$f" "assets/adapters/$name/${f/loss/loss.gpu}"
+      [ -f "$out/$f" ] && cp "$out/$f" "assets/adapters/$name/${f/loss/loss.$stage}"
     done
     echo "gpu-stage: $name done: $(tail -n 1 "$out/loss.jsonl" 2>/dev/null)"
   else
     failed=1
-    echo "gpu-stage: $name failed; its log, runs/bundled/$name.gpu.log, ends:" >&2
-    tail -n 5 "runs/bundled/$name.gpu.log" >&2
+    echo "gpu-stage: $name failed; its log, runs/bundled/$name.$stage.log, ends:" >&2
+    tail -n 5 "runs/bundled/$name.$stage.log" >&2
   fi
 done
 exit $failed

@@ -2,8 +2,8 @@
 
 Slow (a model loads and generates); run with `pytest -m slow`. These check the machinery
 on the real assets — loading, the engine, the CLI — not the model's accuracy, which
-`retune eval` measures (docs/results.md). Where the adapters do solve problems (addition up
-to 12 digits, a few short parity lists), the solved traces must equal the oracle's.
+`retune eval` measures (docs/results.md). On problems the adapters solve, the traces must
+equal the oracle's, node for node.
 """
 
 from __future__ import annotations
@@ -29,10 +29,15 @@ SAMPLES = {
     "dp": ["[3, -2, 5, 1]", "[-1, 4]", "[2, 2, -3, 5, 1]"],
 }
 # Problems the bundled adapters solve with the oracle's exact recursion (checked one by one).
-# Addition: a base case, one call, the issue's example, nine digits. Parity is at chance
-# overall, but recurses right on these two. DP has none: no problem of 2-3 elements we tried
-# recursed exactly (docs/results.md), so it has no entry.
-SOLVED = {"addition": ["7 + 7", "44 + 78", "48213 + 90771", "123456789 + 987654321"], "parity": ["1 1", "0 1 1"]}
+# Addition: a base case, one call, a carry through every digit, the issue's example, nine
+# and fifteen digits. Parity: up to ten bits. DP: two to four elements. (Some right answers
+# come from recursions that differ from the oracle's, e.g. DP [2, 2, -3, 5, 1]: not here.)
+SOLVED = {
+    "addition": ["7 + 7", "44 + 78", "99999 + 1", "48213 + 90771", "123456789 + 987654321",
+                 "482131234567891 + 907712345678912"],
+    "parity": ["1 1", "0 1 1", "1 0 1 1", "1 0 1 1 0 1 0 0 1 1"],
+    "dp": ["[-1, 4]", "[5, 1, 4]", "[3, -2, 5, 1]"],
+}
 
 
 def _load(task_name: str):

@@ -85,7 +85,8 @@ def tokenize(tokenizer: Any, prompt: str, completion: str) -> tuple[list[int], l
 
 class CharTable:
     """Tokenizing by table lookup, for a tokenizer that gives one token per character (the
-    bundled one does): about a hundred times faster than the tokenizer's own regex split.
+    bundled one does): 25-60 times faster than the tokenizer's own regex split (measured on
+    the bundled tokenizer and the Re-Tuning sets).
 
     ``CharTable.of`` returns one only when the table reproduces the tokenizer exactly on
     the sample texts it is given; texts with a character outside the table fall back to

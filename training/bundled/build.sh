@@ -23,15 +23,11 @@ for task in addition parity dp; do
     name="$task-$method"
     want "$name" || continue
     # Stages, each continuing the one before: constant rate, decay to zero (.anneal), more long problems (.long).
-    mkdir -p "assets/adapters/$name"
     for stage in "" .anneal .long; do
       [ -f "training/bundled/$name$stage.toml" ] || continue
       retune train --recipe "training/bundled/$name$stage.toml" --out "runs/bundled/$name$stage"
-      last="runs/bundled/$name$stage"
-      cp "$last/loss.jsonl" "assets/adapters/$name/loss$stage.jsonl"  # every stage's loss log and curve
-      cp "$last/loss.png" "assets/adapters/$name/loss$stage.png"
+      training/bundled/ship.sh "$name" "runs/bundled/$name$stage" "$stage"
     done
-    cp "$last"/{adapter_config.json,adapter_model.safetensors,retune.json} "assets/adapters/$name/"
   done
 done
 if [ $gpu -eq 1 ]; then
@@ -48,8 +44,6 @@ if [ $gpu -eq 1 ]; then
   for name in "${adapters[@]}"; do
     [ -f "training/bundled/$name.top.toml" ] || continue
     retune train --recipe "training/bundled/$name.top.toml" --out "runs/bundled/$name.top"
-    cp "runs/bundled/$name.top"/{adapter_config.json,adapter_model.safetensors,retune.json} "assets/adapters/$name/"
-    cp "runs/bundled/$name.top/loss.jsonl" "assets/adapters/$name/loss.top.jsonl"
-    cp "runs/bundled/$name.top/loss.png" "assets/adapters/$name/loss.top.png"
+    training/bundled/ship.sh "$name" "runs/bundled/$name.top" .top
   done
 fi

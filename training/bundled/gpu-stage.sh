@@ -42,10 +42,7 @@ for i in "${!names[@]}"; do
   name=${names[$i]}
   if wait "${pids[$i]}"; then
     out="runs/bundled/$name.$stage"
-    cp "$out"/{adapter_config.json,adapter_model.safetensors,retune.json} "assets/adapters/$name/"
-    for f in loss.jsonl loss.png; do  # absent when a run stopped before its first logged step
-      [ -f "$out/$f" ] && cp "$out/$f" "assets/adapters/$name/${f/loss/loss.$stage}"
-    done
+    training/bundled/ship.sh "$name" "$out" ".$stage"
     echo "gpu-stage: $name done: $(tail -n 1 "$out/loss.jsonl" 2>/dev/null)"
   else
     failed=1

@@ -49,7 +49,7 @@ def _show_results(runs, settings: dict[str, Any], plot: Path | None, details: bo
 @guarded
 def eval_command(
     adapter: Annotated[list[Path] | None, typer.Option(help="An adapter directory; repeat for several.")] = None,
-    base: Annotated[str | None, typer.Option("--base", "--model", help="The base model the adapters sit on.")] = None,
+    base: Annotated[str | None, typer.Option("--base", "--model", help="The base model the adapters sit on; alone, the model to evaluate (a full fine-tune, or any causal LM with --task).")] = None,
     oracle: Annotated[bool, typer.Option(help="Evaluate the oracle too (needs --task).")] = False,
     task: TaskOpt = None,
     methods: Annotated[str, typer.Option(help="With --oracle: methods, comma-separated.")] = "retuning",
@@ -81,12 +81,13 @@ def eval_command(
     from retune_tui.render import progress_bar
 
     adapters = [str(a) for a in adapter or []]
-    if not adapters and not oracle:  # by default: the bundled adapters (of --task, if given)
+    whole_model = not adapters and base is not None  # --model alone: that model itself
+    if not adapters and not oracle and not whole_model:  # by default: the bundled adapters (of --task, if given)
         from retune_tui import bundled
 
         adapters = [str(p) for p in bundled.adapters() if task is None or p.name.startswith(f"{task}-")]
         if not adapters:
-            raise InputError("nothing to evaluate: give --adapter DIR (one or more) or --oracle")
+            raise InputError("nothing to evaluate: give --adapter DIR (one or more), --model DIR or --oracle")
     if adapters and base is None:
         from retune_tui import bundled
 
@@ -94,6 +95,7 @@ def eval_command(
     config = EvalConfig(
         adapters=adapters,
         base=base,
+        whole_model=whole_model,
         oracle=oracle,
         task=task,
         methods=[m.strip() for m in methods.split(",") if m.strip()],

@@ -13,7 +13,7 @@ from retune_tui.engine.loading import ModelSpec
 from retune_tui.errors import InputError
 from retune_tui.evaluate.accuracy import RunResult, Subject, evaluate_subject, merge
 from retune_tui.manifest import Manifest
-from retune_tui.tasks import get_method, get_task
+from retune_tui.tasks import TASKS, get_method, get_task
 from retune_tui.trace import Trace, write_events
 
 
@@ -24,8 +24,10 @@ class EvalConfig:
     Attributes:
         adapters: adapter directories (each with its manifest); one line each.
         base: the base model the adapters sit on.
+        whole_model: evaluate ``base`` itself, no adapter: a full fine-tune (its manifest
+            says its task and method) or any causal LM, prompted for ``task``/``methods``.
         oracle: also (or only) evaluate the oracle, for ``task``/``methods``.
-        task, methods: what the oracle solves (adapters say their own).
+        task, methods: what the oracle and a model without a manifest solve (adapters say their own).
         sizes: problem sizes (default: the task's evaluation range).
         n: problems per size; seed: which problems.
         teacher: also run the teacher-forced check (models only).
@@ -33,6 +35,7 @@ class EvalConfig:
 
     adapters: list[str] = field(default_factory=list)
     base: str | None = None
+    whole_model: bool = False
     oracle: bool = False
     task: str | None = None
     methods: list[str] = field(default_factory=lambda: ["retuning"])
@@ -47,12 +50,14 @@ class EvalConfig:
     dtype: str = "auto"
 
     def __post_init__(self) -> None:
-        if not self.adapters and not self.oracle:
-            raise InputError("nothing to evaluate: give --adapter DIR (one or more) or --oracle")
+        if not self.adapters and not self.oracle and not self.whole_model:
+            raise InputError("nothing to evaluate: give --adapter DIR (one or more), --model DIR or --oracle")
         if self.oracle and self.task is None:
             raise InputError("--oracle needs --task")
-        if self.adapters and self.base is None:
+        if (self.adapters or self.whole_model) and self.base is None:
             raise InputError("adapters need the --base model they were trained on")
+        if self.whole_model and self.adapters:
+            raise InputError("evaluate a model with its adapters or alone, not both")
         if self.n < 1 or self.batch < 1:
             raise InputError("--n and --batch must be at least 1")
 
@@ -60,6 +65,9 @@ class EvalConfig:
 def count_problems(config: EvalConfig) -> int:
     """How many problems this process will solve (for a progress bar), without loading models."""
     tasks = [config.task] * len(config.methods) if config.oracle else []
+    if config.whole_model:
+        task, methods = whole_model_jobs(config)
+        tasks += [task] * len(methods)
     for adapter in config.adapters:
         manifest = Manifest.read(adapter)
         tasks.append(manifest.task if manifest else config.task)
@@ -74,6 +82,20 @@ def count_problems(config: EvalConfig) -> int:
     return total
 
 
+def whole_model_jobs(config: EvalConfig) -> tuple[str, list[str]]:
+    """The task and methods a model without adapters is evaluated on: its manifest's (a full
+    fine-tune made by `retune train --full`), else ``--task`` and ``--methods``."""
+    manifest = Manifest.read(config.base) if config.base and Path(config.base).is_dir() else None
+    if manifest is not None and manifest.task in TASKS:
+        if config.task not in (None, manifest.task):
+            raise InputError(f"{config.base} was trained for task {manifest.task!r}, not {config.task!r}")
+        return manifest.task, [manifest.method]
+    if config.task is None:
+        made_for = f" (it was trained on {manifest.task!r})" if manifest else ""
+        raise InputError(f"which task should {config.base} solve{made_for}? give --task")
+    return config.task, config.methods
+
+
 def _shard() -> tuple[int, int]:
     """(rank, world) under torchrun / accelerate launch, else (0, 1)."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -86,6 +108,8 @@ def _subjects(config: EvalConfig) -> Iterator[Subject]:
         for name in config.methods:
             method = get_method(name)
             yield Subject("oracle", task, method, task.train_lengths, lambda t=task, m=method: OracleGenerator(t, m))
+    if config.whole_model:
+        yield from _whole_model_subjects(config)
     for adapter in config.adapters:
         manifest = Manifest.read(adapter)
         if manifest is None:
@@ -106,23 +130,48 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _model_subject(config: EvalConfig, adapter: str, manifest: Manifest) -> Subject:
-    from retune_tui.engine.hf import HFGenerator
-    from retune_tui.engine.loading import load_model
-
-    rank, world = _shard()
-    device = config.device
-    if world > 1 and device == "auto":
+def _device(config: EvalConfig) -> str:
+    """``--device``; under several processes, ``auto`` is this process's own GPU."""
+    _, world = _shard()
+    if world > 1 and config.device == "auto":
         import torch
 
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-    loaded = load_model(ModelSpec(config.base, adapter, device, config.dtype), task=manifest.task,
-                        method=manifest.method)
-    task, method = get_task(manifest.task), get_method(manifest.method)
-    subject = Subject(Path(adapter).name, task, method, tuple(manifest.train_lengths),
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    return config.device
+
+
+def _loaded_subject(label: str, task: str, method: str, trained: tuple[int, int] | None, loaded: object) -> Subject:
+    from retune_tui.engine.hf import HFGenerator
+
+    subject = Subject(label, get_task(task), get_method(method), trained,
                       lambda: HFGenerator(subject.loaded.model, subject.loaded.tokenizer, name=subject.loaded.name),
                       loaded)
     return subject
+
+
+def _model_subject(config: EvalConfig, adapter: str, manifest: Manifest) -> Subject:
+    from retune_tui.engine.loading import load_model
+
+    loaded = load_model(ModelSpec(config.base, adapter, _device(config), config.dtype), task=manifest.task,
+                        method=manifest.method)
+    return _loaded_subject(Path(adapter).name, manifest.task, manifest.method, tuple(manifest.train_lengths), loaded)
+
+
+def _whole_model_subjects(config: EvalConfig) -> Iterator[Subject]:
+    """The model alone, once per method (loaded once)."""
+    from retune_tui.engine.loading import load_model
+
+    task, methods = whole_model_jobs(config)
+    manifest = Manifest.read(config.base) if Path(config.base).is_dir() else None
+    trained = tuple(manifest.train_lengths) if manifest is not None and manifest.task == task else None
+    loaded = load_model(ModelSpec(config.base, None, _device(config), config.dtype))
+    name = Path(config.base.rstrip("/")).name
+    for method in methods:
+        subject = _loaded_subject(name if len(methods) == 1 else f"{name} ({method})", task, method, trained, loaded)
+        yield subject
+        subject.loaded = None
+    loaded = None
+    _free_memory()
 
 
 def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = None,

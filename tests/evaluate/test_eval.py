@@ -136,3 +136,37 @@ def test_two_processes_shard_the_problems_and_merge(tmp_path):
     two, _ = read_results(tmp_path / "two.json")
     assert [(r.size, r.n, r.correct) for r in two[0].sizes] == [(r.size, r.n, r.correct) for r in one[0].sizes]
     assert sum(r.n for r in two[0].sizes) == 15
+
+
+def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
+    import torch
+
+    from retune_tui.manifest import Manifest
+    from tests.tiny_models import tiny_model
+
+    model, tok = tiny_model("llama", dtype=torch.float32)
+    plain, full = tmp_path / "plain", tmp_path / "full"
+    for path in (plain, full):
+        model.save_pretrained(path)
+        tok.save_pretrained(path)
+    Manifest(task="parity", method="baseline", base="random", base_fingerprint="", tokenizer="char",
+             train_lengths=(1, 4), extra={"full": True}).write(full)
+    runner, args = CliRunner(), ["--sizes", "2,6", "--n", "3", "--no-teacher", "--device", "cpu", "--max-total-tokens", "40"]
+
+    result = runner.invoke(app, ["eval", "--model", str(full), *args, "--out", str(tmp_path / "full.json")])
+    assert result.exit_code == 0, result.output
+    (run,), _ = read_results(tmp_path / "full.json")
+    assert (run.label, run.task, run.method, run.trained) == ("full", "parity", "baseline", (1, 4))
+    assert [(r.size, r.n, r.in_distribution) for r in run.sizes] == [(2, 3, True), (6, 3, False)]
+
+    asked = runner.invoke(app, ["eval", "--model", str(plain), "--task", "addition", "--methods", "retuning,baseline",
+                                *args, "--out", str(tmp_path / "plain.json")])
+    assert asked.exit_code == 0, asked.output
+    runs, _ = read_results(tmp_path / "plain.json")
+    assert [(r.label, r.method, r.trained) for r in runs] == [("plain (retuning)", "retuning", None),
+                                                              ("plain (baseline)", "baseline", None)]
+
+    unsure = runner.invoke(app, ["eval", "--model", str(plain), *args])
+    assert unsure.exit_code == 2 and "give --task" in unsure.output
+    wrong = runner.invoke(app, ["eval", "--model", str(full), "--task", "dp", *args])
+    assert wrong.exit_code == 2 and "trained for task 'parity'" in wrong.output

@@ -130,13 +130,13 @@ def examples(spec: DataSpec) -> Iterator[Example]:
 
 def example_line(ex: Example) -> str:
     """One JSON Lines record (hand-formatted: this is the hot loop of ``retune data``)."""
-    return '{"prompt": %s, "completion": %s, "size": %d, "depth": %d}\n' % (
-        _encode(ex.prompt), _encode(ex.completion), ex.size, ex.depth)
+    prompt, completion = _encode(ex.prompt), _encode(ex.completion)
+    return f'{{"prompt": {prompt}, "completion": {completion}, "size": {ex.size:d}, "depth": {ex.depth:d}}}\n'
 
 
 def paper_record(ex: Example) -> str:
     """One record of the paper's JSON list (without the separator)."""
-    return '{"input": %s, "output": %s}' % (_encode(ex.prompt), _encode(ex.completion))
+    return f'{{"input": {_encode(ex.prompt)}, "output": {_encode(ex.completion)}}}'
 
 
 def _chunk_lines(args: tuple[DataSpec, int, str]) -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from retune_tui.engine import Generator, Limits, OracleGenerator, Runner

@@ -36,13 +36,15 @@ def test_bench_inference_writes_json(tmp_path):
                                       "--sizes", "2", "--counts", "1,2", "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert [r["problems"] for r in data["rows"]] == [1, 2] and all(r["identical"] == r["problems"] for r in data["rows"])
+    assert [r["problems"] for r in data["rows"]] == [1, 2]
+    assert all(r["identical"] == r["problems"] for r in data["rows"])
     assert data["device"].startswith("cpu")
 
 
 def test_bench_memory_on_cpu_reports_sequence_lengths(tmp_path):
     out = tmp_path / "m.json"
-    result = CliRunner().invoke(app, ["bench", "memory", "addition", "--base-config", str(Path(__file__).parent.parent / "training/configs/llama-7b.json"),
+    config = Path(__file__).parent.parent / "training/configs/llama-7b.json"
+    result = CliRunner().invoke(app, ["bench", "memory", "addition", "--base-config", str(config),
                                       "--sizes", "3,15", "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["rows"]

@@ -15,8 +15,16 @@ def tiny_model(arch: str, tokenizer=None, seed: int = 0, dtype=torch.float64, in
     ``init`` is the weights' standard deviation; at the usual 0.02 the output layer is so
     small that a LoRA on attention barely moves the loss, so training tests use more.
     """
-    from transformers import (GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig,
-                              LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM)
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     tok = tokenizer or char_tokenizer()
     common = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,

@@ -281,7 +281,8 @@ class RetuneApp(App[None]):
         def export(path: Path | None) -> None:
             if path is not None:
                 text = export_text(trace, path, key[1] if node else None)
-                self.guarded(lambda: write_text(path, text), f"exported {'node ' + str(key[1]) if node else 'the tree'} to {path}")
+                what = f"node {key[1]}" if node else "the tree"
+                self.guarded(lambda: write_text(path, text), f"exported {what} to {path}")
 
         what = f"node {key[1]} and its sub-calls" if node else "the whole tree"
         self.push_screen(PathScreen(f"export {what}", default, ".md writes Markdown, anything else JSON"), export)

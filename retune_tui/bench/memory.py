@@ -74,7 +74,8 @@ def memory_benchmark(task_name: str, *, sizes: list[int], methods: list[str], ba
 
     task = get_task(task_name)
     config = TrainConfig(task=task.name, base=base, base_config=base_config, tokenizer=tokenizer_source,
-                         lora_r=lora_r, lora_alpha=lora_r, lora_dropout=0.0, device="cpu" if device == "cpu" else "auto")
+                         lora_r=lora_r, lora_alpha=lora_r, lora_dropout=0.0,
+                         device="cpu" if device == "cpu" else "auto")
     tokenizer = load_training_tokenizer(config)
     gpu = torch.cuda.is_available() and device != "cpu"
     model = None

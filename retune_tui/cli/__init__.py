@@ -107,7 +107,8 @@ BaseOpt = Annotated[
     typer.Option(
         "--base",
         "--model",
-        help="Base model: a local directory or a hub name; 'oracle' writes the correct segments with no model (default: the bundled model).",
+        help="Base model: a local directory or a hub name; 'oracle' writes the correct segments with no model "
+        "(default: the bundled model).",
     ),
 ]
 AdapterOpt = Annotated[Path | None, typer.Option(help="A LoRA adapter directory made by `retune train`.")]

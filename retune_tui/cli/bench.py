@@ -21,7 +21,6 @@ from retune_tui.cli import (
 )
 from retune_tui.errors import InputError
 
-
 # --- bench ------------------------------------------------------------------------------
 
 

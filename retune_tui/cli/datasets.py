@@ -12,7 +12,6 @@ import typer
 from retune_tui.cli import MethodOpt, app, guarded
 from retune_tui.errors import InputError
 
-
 # --- data -------------------------------------------------------------------------------
 
 

@@ -12,8 +12,8 @@ from retune_tui.cli import (
     DtypeOpt,
     MaxCalls,
     MaxDepth,
-    MaxSegTokens,
     MaxSeconds,
+    MaxSegTokens,
     MaxTotalTokens,
     TaskOpt,
     _int_list,
@@ -22,7 +22,6 @@ from retune_tui.cli import (
     guarded,
 )
 from retune_tui.errors import InputError
-
 
 # --- eval / report ------------------------------------------------------------------------
 
@@ -49,7 +48,10 @@ def _show_results(runs, settings: dict[str, Any], plot: Path | None, details: bo
 @guarded
 def eval_command(
     adapter: Annotated[list[Path] | None, typer.Option(help="An adapter directory; repeat for several.")] = None,
-    base: Annotated[str | None, typer.Option("--base", "--model", help="The base model the adapters sit on; alone, the model to evaluate (a full fine-tune, or any causal LM with --task).")] = None,
+    base: Annotated[str | None, typer.Option(
+        "--base", "--model",
+        help="The base model the adapters sit on; alone, the model to evaluate (a full fine-tune, or any causal LM "
+             "with --task).")] = None,
     oracle: Annotated[bool, typer.Option(help="Evaluate the oracle too (needs --task).")] = False,
     task: TaskOpt = None,
     methods: Annotated[str, typer.Option(help="With --oracle: methods, comma-separated.")] = "retuning",

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from retune_tui.errors import InputError
 from retune_tui.cli import app, guarded
-
+from retune_tui.errors import InputError
 
 # --- train ------------------------------------------------------------------------------
 
@@ -65,7 +64,8 @@ def _train_options() -> list:
             default=False,
             annotation=Annotated[
                 bool,
-                typer.Option(help="Insist on continuing from the last checkpoint in --out (re-running resumes anyway)."),
+                typer.Option(help="Insist on continuing from the last checkpoint in --out "
+                                  "(re-running resumes anyway)."),
             ],
         ),
     ]

@@ -68,7 +68,8 @@ def max_positions(config: Any) -> int | None:
     """How many positions the model can attend over (its sliding window, if smaller)."""
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     window = getattr(config, "sliding_window", None)
-    sliding = getattr(config, "use_sliding_window", True) or "sliding_attention" in (getattr(config, "layer_types", None) or [])
+    layer_types = getattr(config, "layer_types", None) or []
+    sliding = getattr(config, "use_sliding_window", True) or "sliding_attention" in layer_types
     if window and sliding:
         # The batch rebuilds caches as full layers, exact only while a context fits the window.
         limit = min(limit, window) if limit else window
@@ -188,7 +189,8 @@ class HFGenerator:
         drafts = self._drafts(contexts)
         fed = [ctx.pending + draft for ctx, draft in zip(contexts, drafts)]
         # Only the columns whose next token is needed: each row's last pending token and its drafts.
-        columns = sorted({c for tokens, draft in zip(fed, drafts) for c in range(len(tokens) - len(draft) - 1, len(tokens))})
+        columns = sorted({c for tokens, draft in zip(fed, drafts)
+                          for c in range(len(tokens) - len(draft) - 1, len(tokens))})
         logits, start = self._forward(contexts, fed, columns)  # (B, len(columns), vocab)
         picks = self._sample(logits.float()).cpu().tolist()  # (B, len(columns))
         where = {c: i for i, c in enumerate(columns)}

@@ -139,7 +139,10 @@ class ProgressBar(TrainerCallback):
         self._bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), unit,
                              TextColumn("{task.fields[info]}"), TextColumn("eta"), TimeRemainingColumn(),
                              transient=False)
-        total, done = (round(self.clock.seconds), self.clock.spent) if self.clock else (state.max_steps, state.global_step)
+        if self.clock:
+            total, done = round(self.clock.seconds), self.clock.spent
+        else:
+            total, done = state.max_steps, state.global_step
         self._task = self._bar.add_task("train", total=total, completed=done, info="")
         self._start, self._tokens0 = time.perf_counter(), state.num_input_tokens_seen or 0
         self._bar.start()

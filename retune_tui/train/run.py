@@ -160,8 +160,9 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     if config.epochs is not None:
         config.max_steps = max(1, math.ceil(config.epochs * len(examples) / per_step))
     total = config.max_steps * per_step
-    sampler = ds.CurriculumSampler([ex.size for ex in examples], [len(ex.prompt) + len(ex.completion) for ex in examples],
-                                   total, seed=config.seed, curriculum=config.curriculum, batch=config.micro_batch,
+    lengths = [len(ex.prompt) + len(ex.completion) for ex in examples]
+    sampler = ds.CurriculumSampler([ex.size for ex in examples], lengths, total, seed=config.seed,
+                                   curriculum=config.curriculum, batch=config.micro_batch,
                                    group=64 if config.group_by_length else 1)
     args = TrainingArguments(
         output_dir=str(checkpoints),

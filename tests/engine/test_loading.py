@@ -30,7 +30,8 @@ def saved(tmp_path_factory):
                 p.normal_()  # make the adapter change the output
     adapter = root / "adapter"
     lora.save_pretrained(adapter)
-    Manifest("parity", "retuning", str(base), config_fingerprint(model.config.to_dict()), "char", (1, 21)).write(adapter)
+    fingerprint = config_fingerprint(model.config.to_dict())
+    Manifest("parity", "retuning", str(base), fingerprint, "char", (1, 21)).write(adapter)
     ids = torch.tensor([tok("What is the parity of [1]?\nSolution: ")["input_ids"]])
     with torch.no_grad():
         expected = lora(input_ids=ids).logits

@@ -10,8 +10,7 @@ from typer.testing import CliRunner
 from retune_tui.cli import app
 from retune_tui.engine import OracleGenerator
 from retune_tui.evaluate.accuracy import Subject, evaluate_subject, merge
-from retune_tui.evaluate.faults import (LIMIT, MISSING_CALL, WRONG_BASE, WRONG_CALL, WRONG_COMBINE, classify,
-                                        first_fault)
+from retune_tui.evaluate.faults import LIMIT, MISSING_CALL, WRONG_BASE, WRONG_CALL, WRONG_COMBINE, classify, first_fault
 from retune_tui.evaluate.report import read_results, write_results
 from retune_tui.tasks import TASKS, get_task
 from retune_tui.tasks.protocol import METHODS, Method, returned_values
@@ -125,8 +124,10 @@ def test_two_processes_shard_the_problems_and_merge(tmp_path):
     import subprocess
     import sys
 
-    args = ["-m", "retune_tui.cli", "eval", "--oracle", "--task", "dp", "--sizes", "2-4", "--per-size", "5", "--no-teacher"]
-    single = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one.json")], capture_output=True, text=True)
+    args = ["-m", "retune_tui.cli", "eval", "--oracle", "--task", "dp", "--sizes", "2-4", "--per-size", "5",
+            "--no-teacher"]
+    single = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one.json")], capture_output=True,
+                            text=True)
     assert single.returncode == 0, single.stderr[-1500:]
     sharded = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                               "29533", *args, "--out", str(tmp_path / "two.json")], capture_output=True, text=True,
@@ -151,7 +152,8 @@ def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
         tok.save_pretrained(path)
     Manifest(task="parity", method="baseline", base="random", base_fingerprint="", tokenizer="char",
              train_lengths=(1, 4), extra={"full": True}).write(full)
-    runner, args = CliRunner(), ["--sizes", "2,6", "--n", "3", "--no-teacher", "--device", "cpu", "--max-total-tokens", "40"]
+    runner = CliRunner()
+    args = ["--sizes", "2,6", "--n", "3", "--no-teacher", "--device", "cpu", "--max-total-tokens", "40"]
 
     result = runner.invoke(app, ["eval", "--model", str(full), *args, "--out", str(tmp_path / "full.json")])
     assert result.exit_code == 0, result.output

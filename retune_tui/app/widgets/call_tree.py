@@ -12,11 +12,21 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from retune_tui.checks import SegmentCheck, node_verdict, segment_checks, task_and_method, trace_fault
 from retune_tui.app.formatting import node_label, trace_verdict
+from retune_tui.checks import SegmentCheck, node_verdict, segment_checks, task_and_method, trace_fault
 from retune_tui.evaluate.faults import Fault
-from retune_tui.trace import ERROR, Event, Node, NodeClosed, NodeOpened, ProblemStarted, RunFinished, \
-    TextGenerated, Trace, ValueReturned
+from retune_tui.trace import (
+    ERROR,
+    Event,
+    Node,
+    NodeClosed,
+    NodeOpened,
+    ProblemStarted,
+    RunFinished,
+    TextGenerated,
+    Trace,
+    ValueReturned,
+)
 
 Key = tuple[int, int]  # (tree, node)
 

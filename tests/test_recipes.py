@@ -27,7 +27,8 @@ def test_recipe_is_valid_and_says_how_to_run_it(recipe):
         assert (config.lora_r, config.lora_alpha, config.lora_dropout, config.learning_rate) == (64, 64, 0.05, 2e-4)
 
 
-STAGES = ("", ".anneal", ".long", ".gpu", ".gpu2", ".top")  # the order build.sh runs a bundled adapter's stages in
+# The order build.sh runs a bundled adapter's stages in.
+STAGES = ("", ".anneal", ".long", ".gpu", ".gpu2", ".top", ".top2")
 
 
 @pytest.mark.parametrize("recipe", [p for p in RECIPES if "." in p.stem], ids=lambda p: p.stem)

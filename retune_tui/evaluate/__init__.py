@@ -66,7 +66,7 @@ def count_problems(config: EvalConfig) -> int:
     """How many problems this process will solve (for a progress bar), without loading models."""
     tasks = [config.task] * len(config.methods) if config.oracle else []
     if config.whole_model:
-        task, methods = whole_model_jobs(config)
+        task, methods, _ = _whole_model_jobs(config)
         tasks += [task] * len(methods)
     for adapter in config.adapters:
         manifest = Manifest.read(adapter)
@@ -82,18 +82,19 @@ def count_problems(config: EvalConfig) -> int:
     return total
 
 
-def whole_model_jobs(config: EvalConfig) -> tuple[str, list[str]]:
-    """The task and methods a model without adapters is evaluated on: its manifest's (a full
-    fine-tune made by `retune train --full`), else ``--task`` and ``--methods``."""
+def _whole_model_jobs(config: EvalConfig) -> tuple[str, list[str], tuple[int, int] | None]:
+    """The task, methods and trained sizes of a model evaluated without adapters: its
+    manifest's (a full fine-tune made by `retune train --full`), else ``--task`` and
+    ``--methods`` (no trained sizes)."""
     manifest = Manifest.read(config.base) if config.base and Path(config.base).is_dir() else None
     if manifest is not None and manifest.task in TASKS:
         if config.task not in (None, manifest.task):
             raise InputError(f"{config.base} was trained for task {manifest.task!r}, not {config.task!r}")
-        return manifest.task, [manifest.method]
+        return manifest.task, [manifest.method], tuple(manifest.train_lengths)
     if config.task is None:
         made_for = f" (it was trained on {manifest.task!r})" if manifest else ""
         raise InputError(f"which task should {config.base} solve{made_for}? give --task")
-    return config.task, config.methods
+    return config.task, config.methods, None
 
 
 def _shard() -> tuple[int, int]:
@@ -161,9 +162,7 @@ def _whole_model_subjects(config: EvalConfig) -> Iterator[Subject]:
     """The model alone, once per method (loaded once)."""
     from retune_tui.engine.loading import load_model
 
-    task, methods = whole_model_jobs(config)
-    manifest = Manifest.read(config.base) if Path(config.base).is_dir() else None
-    trained = tuple(manifest.train_lengths) if manifest is not None and manifest.task == task else None
+    task, methods, trained = _whole_model_jobs(config)
     loaded = load_model(ModelSpec(config.base, None, _device(config), config.dtype))
     name = Path(config.base.rstrip("/")).name
     for method in methods:

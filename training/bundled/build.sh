@@ -12,6 +12,13 @@ gpu=0
 if [ "${1:-}" = "--gpu" ]; then gpu=1; shift; fi
 only=("$@")
 want() { [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" $1 "* ]]; }
+# One CPU stage of an adapter, if it has a recipe: train it, then ship it into assets/.
+cpu_stage() {
+  local name=$1 stage=$2
+  [ -f "training/bundled/$name$stage.toml" ] || return 0
+  retune train --recipe "training/bundled/$name$stage.toml" --out "runs/bundled/$name$stage"
+  training/bundled/ship.sh "$name" "runs/bundled/$name$stage" "$stage"
+}
 
 if want base; then
   retune train --recipe training/bundled/base.toml --out runs/bundled/base
@@ -23,11 +30,7 @@ for task in addition parity dp; do
     name="$task-$method"
     want "$name" || continue
     # Stages, each continuing the one before: constant rate, decay to zero (.anneal), more long problems (.long).
-    for stage in "" .anneal .long; do
-      [ -f "training/bundled/$name$stage.toml" ] || continue
-      retune train --recipe "training/bundled/$name$stage.toml" --out "runs/bundled/$name$stage"
-      training/bundled/ship.sh "$name" "runs/bundled/$name$stage" "$stage"
-    done
+    for stage in "" .anneal .long; do cpu_stage "$name" "$stage"; done
   done
 done
 if [ $gpu -eq 1 ]; then
@@ -42,10 +45,6 @@ if [ $gpu -eq 1 ]; then
   [ ${#second[@]} -eq 0 ] || training/bundled/gpu-stage.sh --stage gpu2 "${second[@]}"
   # Last CPU stages where they follow the GPU stages (.top, then .top2).
   for name in "${adapters[@]}"; do
-    for stage in .top .top2; do
-      [ -f "training/bundled/$name$stage.toml" ] || continue
-      retune train --recipe "training/bundled/$name$stage.toml" --out "runs/bundled/$name$stage"
-      training/bundled/ship.sh "$name" "runs/bundled/$name$stage" "$stage"
-    done
+    for stage in .top .top2; do cpu_stage "$name" "$stage"; done
   done
 fi

@@ -81,6 +81,16 @@ def test_examples_tokenized_up_front_match_one_by_one(word_level):
     assert batch["input_ids"].dtype == torch.long and batch["attention_mask"].sum() == sum(tokenized.lengths()[[0, -1]])
 
 
+def test_repeat_long_weights_the_long_contexts_and_keeps_the_short():
+    examples = ds.oracle_examples("parity", "retuning", (4, 6), 40, 0, False)
+    repeated = ds.with_long_repeated(examples, 5, 3)
+    long = [ex for ex in examples if ex.size >= 5]
+    assert repeated[: len(examples)] == examples and repeated[len(examples):] == long * 2
+    assert ds.with_long_repeated(examples, 5, 1) == examples
+    with pytest.raises(InputError, match="no example has a context of size 7 or more; the largest is 6"):
+        ds.with_long_repeated(examples, 7, 2)
+
+
 def test_an_example_longer_than_the_model_is_refused_before_training():
     from retune_tui.tokenizer import char_tokenizer
 
@@ -195,10 +205,11 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     manifest = json.loads((tmp_path / "two" / "retune.json").read_text())
     assert manifest["lora"]["r"] == 8  # the first stage's rank, not the flag's
     assert manifest["extra"]["init_adapter"] == str(tmp_path / "one")
-    train(quick(base, tmp_path / "long", max_steps=2, lengths=(3, 6), init_adapter=str(tmp_path / "two")),
-          progress=False)
+    train(quick(base, tmp_path / "long", max_steps=2, lengths=(3, 6), init_adapter=str(tmp_path / "two"),
+                repeat_long=(5, 3), skills_replay=0.2), progress=False)
     manifest = json.loads((tmp_path / "long" / "retune.json").read_text())
     assert manifest["train_lengths"] == [1, 6] and manifest["extra"]["stage_lengths"] == [3, 6]
+    assert manifest["weighting"]["repeat_long"] == [5, 3] and manifest["weighting"]["skills_replay"] == 0.2
     with pytest.raises(InputError, match="trained for task 'parity', not 'addition'"):
         train(quick(base, tmp_path / "three", task="addition", lengths=(1, 2), init_adapter=str(tmp_path / "one")),
               progress=False)
@@ -214,6 +225,9 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     (dict(scheduler="cosine_time"), "cosine_time decays over max_minutes"),
     (dict(scheduler="cosine_time", max_minutes=1, curriculum=0.4), "cannot be combined with curriculum"),
     (dict(scheduler="cosine_time", max_minutes=1, warmup=0.1), "warmup: with cosine_time"),
+    (dict(repeat_long=(18, 0)), "repeat_long: need \\[size, times\\] both at least 1"),
+    (dict(skills_replay=1.0), "skills_replay: must be in"),
+    (dict(task="skills", skills_replay=0.5), "skills_replay: mixes skills"),
 ])
 def test_bad_settings_name_the_field(base, tmp_path, settings, message):
     with pytest.raises(InputError, match=message):
@@ -257,6 +271,22 @@ def test_a_run_with_other_settings_is_not_overwritten(base, tmp_path):
     train(quick(base, tmp_path / "run", max_steps=5), progress=False)
     with pytest.raises(InputError, match="holds a run with other settings"):
         train(quick(base, tmp_path / "run", max_steps=5, task="addition", lengths=(1, 2)), progress=False)
+
+
+def test_a_saved_run_matches_its_own_settings_and_one_from_before_new_fields(tmp_path):
+    from retune_tui.train.run import _check_previous_run
+
+    config = quick(tmp_path, tmp_path / "run", repeat_long=(3, 2))
+    (tmp_path / "run").mkdir()
+    saved = config.to_dict()
+    (tmp_path / "run" / "train_config.json").write_text(json.dumps(saved))
+    _check_previous_run(config, tmp_path / "run")  # the tuple read back as a list is the same setting
+    older = {k: v for k, v in quick(tmp_path, tmp_path / "run").to_dict().items()
+             if k not in ("repeat_long", "skills_replay")}
+    (tmp_path / "run" / "train_config.json").write_text(json.dumps(older))
+    _check_previous_run(quick(tmp_path, tmp_path / "run"), tmp_path / "run")  # fields added since: defaults
+    with pytest.raises(InputError, match="repeat_long: None there"):
+        _check_previous_run(config, tmp_path / "run")
 
 
 def _train_cli(base, out, steps, extra=()):

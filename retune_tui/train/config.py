@@ -36,6 +36,8 @@ class TrainConfig:
     problems: int = field(default=10_000, metadata={"help": "top-level problems to draw examples from"})
     data_seed: int = field(default=0, metadata={"help": "seed of the problems"})
     reweight: bool = field(default=True, metadata={"help": "the paper's re-weighting of short and long problems"})
+    repeat_long: tuple[int, int] | None = field(default=None, metadata={"help": "[size, times]: the examples of contexts of at least this size appear this many times (a recursion's long contexts are a small share of its examples; the short ones stay, since an adapter trained on long contexts alone forgot the short)"})
+    skills_replay: float = field(default=0.0, metadata={"help": "fraction of the examples drawn from the skills a base is pre-trained on (copy, drop first, prepend of 1-40 elements): rehearsing them keeps the base's copying, which a task adapter otherwise overwrites (0: off)"})
     # model
     full: bool = field(default=False, metadata={"help": "train every weight instead of a LoRA adapter"})
     init_adapter: str | None = field(default=None, metadata={"help": "start from this adapter's weights (its rank and targets) instead of a fresh LoRA: a second stage with new settings"})
@@ -89,6 +91,14 @@ class TrainConfig:
             raise InputError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
         if not 0 < self.learning_rate < 1:
             raise InputError(f"learning_rate: must be in (0, 1), got {self.learning_rate}")
+        if self.repeat_long is not None:
+            size, times = self.repeat_long = tuple(self.repeat_long)  # type: ignore[assignment]
+            if size < 1 or times < 1:
+                raise InputError(f"repeat_long: need [size, times] both at least 1, got {list(self.repeat_long)}")
+        if not 0 <= self.skills_replay < 1:
+            raise InputError(f"skills_replay: must be in [0, 1), got {self.skills_replay}")
+        if self.skills_replay > 0 and self.task == SKILLS:
+            raise InputError("skills_replay: mixes skills into a task's examples; the skills task is all skills already")
         if not 0 <= self.curriculum <= 1:
             raise InputError(f"curriculum: must be in [0, 1], got {self.curriculum}")
         if self.warmup < 0:
@@ -124,6 +134,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["lengths"] = list(self.train_lengths)
+        data["repeat_long"] = list(self.repeat_long) if self.repeat_long else None
         return data
 
 

@@ -43,6 +43,28 @@ def oracle_examples(task: str, method: str, lengths: tuple[int, int], problems: 
     return [TextExample(ex.prompt, ex.completion, ex.size) for ex in datasets.examples(spec)]
 
 
+def with_long_repeated(examples: list[TextExample], size: int, times: int) -> list[TextExample]:
+    """The examples, with those of contexts of at least ``size`` ``times`` times in all."""
+    long = [ex for ex in examples if ex.size >= size]
+    if not long:
+        raise InputError(f"repeat_long: no example has a context of size {size} or more; "
+                         f"the largest is {max((ex.size for ex in examples), default=0)}")
+    return examples + long * (times - 1)
+
+
+def with_skills_replay(examples: list[TextExample], fraction: float, seed: int) -> list[TextExample]:
+    """The examples plus skills examples making up ``fraction`` of the whole (rehearsal of what the
+    base was pre-trained on). They carry the examples' smallest size, so a curriculum admits them
+    from the start."""
+    if fraction <= 0 or not examples:
+        return examples
+    from retune_tui.train.skills import REPLAY_LENGTHS, skill_examples
+
+    count = round(len(examples) * fraction / (1 - fraction))
+    smallest = min(ex.size for ex in examples)
+    return examples + [TextExample(p, c, smallest) for p, c, _ in skill_examples(REPLAY_LENGTHS, count, seed)]
+
+
 def file_examples(path: str, task: str) -> list[TextExample]:
     """Examples from a `retune data` JSONL (size read from the record, or from its prompt)."""
     the_task = None if task == "skills" else get_task(task)

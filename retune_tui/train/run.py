@@ -26,7 +26,7 @@ from retune_tui.files import atomic_write_text
 from retune_tui.manifest import Manifest, config_fingerprint
 from retune_tui.train import dataset as ds
 from retune_tui.train.callbacks import LossLog, ProgressBar, TimeCosine, TimeLimit
-from retune_tui.train.config import TrainConfig
+from retune_tui.train.config import FIELDS, TrainConfig
 from retune_tui.train.model import build_model, load_training_tokenizer
 
 CONFIG_NAME = "train_config.json"
@@ -68,7 +68,8 @@ def _check_previous_run(config: TrainConfig, out: Path) -> None:
     except ValueError:
         return  # unreadable: written by an older or interrupted run; it is rewritten below
     now = config.to_dict()
-    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k])
+    # a field the saved run does not name is one added since: it ran with the field's default
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k, FIELDS[k].default) != now[k])
     if changed:
         raise InputError(f"{out} holds a run with other settings ({changed[0]}: {before.get(changed[0])!r} there, "
                          f"{now[changed[0]]!r} now); choose another --out, or --restart to replace it")
@@ -148,6 +149,9 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     else:
         examples = ds.oracle_examples(config.task, config.method, config.train_lengths, config.problems,
                                       config.data_seed, config.reweight)
+    if config.repeat_long:
+        examples = ds.with_long_repeated(examples, *config.repeat_long)
+    examples = ds.with_skills_replay(examples, config.skills_replay, config.data_seed)
     bf16, fp16, dtype = _precision(config)
     use_cpu = config.device == "cpu" or not torch.cuda.is_available()
     device = torch.device("cpu" if use_cpu else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
@@ -268,7 +272,9 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
         tokenizer=config.tokenizer or config.base or "",
         train_lengths=_trained_sizes(config),
         weighting={"reweight": config.reweight, "problems": config.problems, "data": config.data,
-                   "curriculum": config.curriculum},
+                   "curriculum": config.curriculum,
+                   "repeat_long": list(config.repeat_long) if config.repeat_long else None,
+                   "skills_replay": config.skills_replay},
         lora=_lora_settings(model),
         steps=steps,
         final_loss=loss,

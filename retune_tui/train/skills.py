@@ -26,6 +26,8 @@ OPERATIONS = ("copy", "drop", "prepend")
 SHAPES = ("digits", "pair", "bits", "ints", "sums")
 #: Lists of integers stay short, as DP's do (its arrays are evaluated up to 10-20 long).
 MAX_INTS = 24
+#: Skills rehearsed while training a task adapter (`skills_replay`): the bundled base's pre-training lengths.
+REPLAY_LENGTHS = (1, 40)
 
 
 def _digits(rng: Random, n: int) -> str:

@@ -20,6 +20,7 @@ from retune_tui import data as datasets
 from retune_tui.data import DataSpec, Weighting
 from retune_tui.errors import InputError
 from retune_tui.tasks import get_method, get_task
+from retune_tui.train.skills import REPLAY_LENGTHS, skill_examples
 
 IGNORE = -100
 
@@ -35,8 +36,6 @@ def oracle_examples(task: str, method: str, lengths: tuple[int, int], problems: 
                     reweight: bool) -> list[TextExample]:
     """Fresh examples from oracle traces, as `retune data` makes them (or skills to pre-train on)."""
     if task == "skills":
-        from retune_tui.train.skills import skill_examples
-
         return [TextExample(p, c, size) for p, c, size in skill_examples(lengths, problems, seed)]
     spec = DataSpec(task, get_method(method), lengths, problems, seed,
                     Weighting.paper(task) if reweight else Weighting())
@@ -58,8 +57,6 @@ def with_skills_replay(examples: list[TextExample], fraction: float, seed: int) 
     from the start."""
     if fraction <= 0 or not examples:
         return examples
-    from retune_tui.train.skills import REPLAY_LENGTHS, skill_examples
-
     count = round(len(examples) * fraction / (1 - fraction))
     smallest = min(ex.size for ex in examples)
     return examples + [TextExample(p, c, smallest) for p, c, _ in skill_examples(REPLAY_LENGTHS, count, seed)]

@@ -264,6 +264,7 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
             versions[name] = "not installed"
+    settings = config.to_dict()
     manifest = Manifest(
         task=config.task,
         method=config.method,
@@ -271,10 +272,8 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
         base_fingerprint=config_fingerprint(base_model.config.to_dict()),
         tokenizer=config.tokenizer or config.base or "",
         train_lengths=_trained_sizes(config),
-        weighting={"reweight": config.reweight, "problems": config.problems, "data": config.data,
-                   "curriculum": config.curriculum,
-                   "repeat_long": list(config.repeat_long) if config.repeat_long else None,
-                   "skills_replay": config.skills_replay},
+        weighting={k: settings[k] for k in ("reweight", "problems", "data", "curriculum", "repeat_long",
+                                            "skills_replay")},
         lora=_lora_settings(model),
         steps=steps,
         final_loss=loss,

@@ -36,7 +36,7 @@ def _show_results(runs, settings: dict[str, Any], plot: Path | None, details: bo
         console.print(table)
     if details:
         for run in runs:
-            for table in (faults_table(run), teacher_table(run)):
+            for table in (faults_table(run), faults_table(run, right=True), teacher_table(run)):
                 if table is not None:
                     console.print(table)
     if plot is not None:

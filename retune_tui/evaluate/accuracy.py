@@ -3,7 +3,10 @@
 Every subject (an adapter, or the oracle) of a task gets the same fresh problems per
 size. Problems are solved with the engine in batches; each answer is scored against
 the ground truth with the task's answer extraction, and each wrong one is traced to
-its first faulty segment (``faults.first_fault``).
+its first faulty segment (``faults.first_fault``). A right answer is *faithful* when
+every segment matches the oracle's too; a right answer reached through a faulty
+segment (a miscopied call whose error did not matter, a parent that ignored what its
+call returned) is a *detour*, counted by where it first left the oracle's path.
 """
 
 from __future__ import annotations
@@ -41,10 +44,15 @@ class SizeResult:
     in_distribution: bool | None
     tokens: int = 0
     seconds: float = 0.0
+    faithful: int | None = None  # right answers whose every segment is the oracle's (None: not measured)
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.n if self.n else 0.0
+
+    @property
+    def faithful_rate(self) -> float | None:
+        return None if self.faithful is None else self.faithful / self.n if self.n else 0.0
 
 
 @dataclass
@@ -55,6 +63,7 @@ class RunResult:
     trained: tuple[int, int] | None
     sizes: list[SizeResult] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)  # {size, depth, kind, count}
+    detours: list[dict[str, Any]] = field(default_factory=list)  # the same, for right answers off the oracle's path
     teacher: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -62,6 +71,8 @@ class RunResult:
         data["trained"] = list(self.trained) if self.trained else None
         for row, size in zip(data["sizes"], self.sizes):
             row["accuracy"] = round(size.accuracy, 4)
+            if size.faithful is None:
+                del row["faithful"]
         return data
 
     @classmethod
@@ -69,7 +80,7 @@ class RunResult:
         sizes = [SizeResult(**{k: v for k, v in row.items() if k != "accuracy"}) for row in data["sizes"]]
         trained = tuple(data["trained"]) if data.get("trained") else None
         return cls(data["label"], data["task"], data["method"], trained, sizes, data.get("faults", []),
-                   data.get("teacher"))
+                   data.get("detours", []), data.get("teacher"))
 
 
 def problems_for(task: Task, size: int, n: int, seed: int) -> list[Hashable]:
@@ -96,7 +107,7 @@ def evaluate_subject(subject: Subject, sizes: Sequence[int], n: int, seed: int, 
                      batch: int = 256, shard: tuple[int, int] = (0, 1),
                      on_done: Callable[[Trace], None] | None = None,
                      keep_failures: int = 0) -> tuple[RunResult, list[Trace]]:
-    """Accuracy per size, the faults of the wrong answers, and a few failed traces.
+    """Accuracy per size (right, and right the oracle's way), where answers left the oracle's path, a few failures.
 
     ``shard`` = (rank, world) evaluates every world-th problem, for several processes.
     """
@@ -107,18 +118,23 @@ def evaluate_subject(subject: Subject, sizes: Sequence[int], n: int, seed: int, 
     seconds = time.perf_counter() - start
     result = RunResult(subject.label, subject.task.name, subject.method.value, subject.trained)
     faults: Counter[tuple[int, int, str]] = Counter()
+    detours: Counter[tuple[int, int, str]] = Counter()
     failures: list[Trace] = []
     kept: Counter[int] = Counter()
     per_size: dict[int, SizeResult] = {}
     lo, hi = subject.trained or (None, None)
     for (size, _), trace in zip(keyed, traces):
-        row = per_size.setdefault(size, SizeResult(size, 0, 0, None if lo is None else lo <= size <= hi))
+        row = per_size.setdefault(size, SizeResult(size, 0, 0, None if lo is None else lo <= size <= hi, faithful=0))
         row.n += 1
         row.tokens += trace.finished.tokens if trace.finished else 0
+        fault = first_fault(subject.task, subject.method, trace)
         if trace.finished and trace.finished.correct:
             row.correct += 1
+            if fault is None:
+                row.faithful += 1
+            else:
+                detours[(size, fault.depth, fault.kind)] += 1
             continue
-        fault = first_fault(subject.task, subject.method, trace)
         faults[(size, fault.depth if fault else -1, fault.kind if fault else "answer unreadable")] += 1
         if kept[size] < keep_failures:
             kept[size] += 1
@@ -126,8 +142,13 @@ def evaluate_subject(subject: Subject, sizes: Sequence[int], n: int, seed: int, 
     for row in per_size.values():
         row.seconds = round(seconds * row.n / max(len(keyed), 1), 4)
     result.sizes = [per_size[s] for s in sorted(per_size)]
-    result.faults = [{"size": s, "depth": d, "kind": k, "count": c} for (s, d, k), c in sorted(faults.items())]
+    result.faults = _counted(faults)
+    result.detours = _counted(detours)
     return result, failures
+
+
+def _counted(counts: Counter[tuple[int, int, str]]) -> list[dict[str, Any]]:
+    return [{"size": s, "depth": d, "kind": k, "count": c} for (s, d, k), c in sorted(counts.items())]
 
 
 def merge(parts: list[RunResult]) -> RunResult:
@@ -135,15 +156,18 @@ def merge(parts: list[RunResult]) -> RunResult:
     first = parts[0]
     sizes: dict[int, SizeResult] = {}
     faults: Counter[tuple[int, int, str]] = Counter()
+    detours: Counter[tuple[int, int, str]] = Counter()
     for part in parts:
         for row in part.sizes:
-            into = sizes.setdefault(row.size, SizeResult(row.size, 0, 0, row.in_distribution))
+            into = sizes.setdefault(row.size, SizeResult(row.size, 0, 0, row.in_distribution, faithful=0))
             into.n += row.n
             into.correct += row.correct
             into.tokens += row.tokens
             into.seconds = max(into.seconds, row.seconds)
-        for f in part.faults:
-            faults[(f["size"], f["depth"], f["kind"])] += f["count"]
+            if into.faithful is not None:
+                into.faithful = None if row.faithful is None else into.faithful + row.faithful
+        for counts, rows in ((faults, part.faults), (detours, part.detours)):
+            for f in rows:
+                counts[(f["size"], f["depth"], f["kind"])] += f["count"]
     return RunResult(first.label, first.task, first.method, first.trained, [sizes[s] for s in sorted(sizes)],
-                     [{"size": s, "depth": d, "kind": k, "count": c} for (s, d, k), c in sorted(faults.items())],
-                     first.teacher)
+                     _counted(faults), _counted(detours), first.teacher)

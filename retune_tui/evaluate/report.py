@@ -26,8 +26,17 @@ def read_results(path: Path) -> tuple[list[RunResult], dict[str, Any]]:
         raise UserError(f"{path} is not a `retune eval` results file ({exc})") from None
 
 
+def _off_path(row: Any) -> bool:
+    """Some of the row's right answers came through a segment the oracle would not have written."""
+    return row.faithful is not None and row.faithful < row.correct
+
+
 def accuracy_tables(runs: list[RunResult]) -> list[Any]:
-    """One rich table per task: a row per size, a column per run (trained sizes marked •)."""
+    """One rich table per task: a row per size, a column per run (trained sizes marked •).
+
+    Where some right answers left the oracle's path, a second line gives the share that
+    recursed exactly as the oracle does.
+    """
     from rich.table import Table
 
     tables = []
@@ -49,14 +58,18 @@ def accuracy_tables(runs: list[RunResult]) -> list[Any]:
                     continue
                 mark = "•" if row.in_distribution else " "
                 style = "green" if row.accuracy >= 0.99 else "yellow" if row.accuracy >= 0.5 else "red"
-                cells.append(f"[{style}]{100 * row.accuracy:5.1f}%[/{style}] {mark}")
+                cell = f"[{style}]{100 * row.accuracy:5.1f}%[/{style}] {mark}"
+                if _off_path(row):
+                    cell += f"\n[dim]oracle's way {100 * row.faithful_rate:5.1f}%[/dim]"
+                cells.append(cell)
             table.add_row(str(size), *cells)
         tables.append(table)
     return tables
 
 
 def markdown_tables(runs: list[RunResult]) -> str:
-    """The accuracy tables as Markdown (one per task; trained sizes marked with *)."""
+    """The accuracy tables as Markdown (one per task; trained sizes marked with *; in brackets, where lower,
+    the share right through the oracle's own recursion)."""
     by_task: dict[str, list[RunResult]] = defaultdict(list)
     for run in runs:
         by_task[run.task].append(run)
@@ -64,29 +77,37 @@ def markdown_tables(runs: list[RunResult]) -> str:
     for task, task_runs in by_task.items():
         counts = sorted({row.n for run in task_runs for row in run.sizes})
         n_text = "/".join(str(n) for n in counts)
-        out.append(f"**{task}** (accuracy %, {n_text} problems per size; * = a trained size)\n")
+        legend = "; (n) = right through the oracle's own recursion, where fewer" if any(
+            _off_path(row) for run in task_runs for row in run.sizes) else ""
+        out.append(f"**{task}** (accuracy %, {n_text} problems per size; * = a trained size{legend})\n")
         out.append("| size | " + " | ".join(f"{r.label} ({r.method})" for r in task_runs) + " |")
         out.append("| --- |" + " --- |" * len(task_runs))
         for size in sorted({row.size for run in task_runs for row in run.sizes}):
             cells = []
             for run in task_runs:
                 row = next((r for r in run.sizes if r.size == size), None)
-                cells.append("" if row is None else f"{100 * row.accuracy:.0f}{'*' if row.in_distribution else ''}")
+                if row is None:
+                    cells.append("")
+                    continue
+                way = f" ({100 * row.faithful_rate:.0f})" if _off_path(row) else ""
+                cells.append(f"{100 * row.accuracy:.0f}{'*' if row.in_distribution else ''}{way}")
             out.append(f"| {size} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
 
-def faults_table(run: RunResult) -> Any | None:
-    """Where the wrong answers first went wrong: counts by size, depth and kind."""
+def faults_table(run: RunResult, right: bool = False) -> Any | None:
+    """Where the wrong answers first went wrong (or, ``right``, where right answers left the oracle's path)."""
     from rich.table import Table
 
-    if not run.faults:
+    rows = run.detours if right else run.faults
+    if not rows:
         return None
-    table = Table(title=f"{run.label} ({run.task} · {run.method}): first wrong segment of each wrong answer")
+    which = "right answer reached off the oracle's path" if right else "wrong answer"
+    table = Table(title=f"{run.label} ({run.task} · {run.method}): first wrong segment of each {which}")
     for col in ("size", "depth", "kind", "count"):
         table.add_column(col, justify="right" if col != "kind" else "left")
-    for f in run.faults:
+    for f in rows:
         table.add_row(str(f["size"]), "—" if f["depth"] < 0 else str(f["depth"]), f["kind"], str(f["count"]))
     return table
 
@@ -123,8 +144,12 @@ def plot_results(runs: list[RunResult], path: Path, title: str | None = None) ->
             lo, hi = min(t[0] for t in trained), max(t[1] for t in trained)
             ax.axvspan(lo - 0.5, hi + 0.5, color="0.9", label="trained sizes")
         for run in task_runs:
-            ax.plot([r.size for r in run.sizes], [100 * r.accuracy for r in run.sizes], marker="o", markersize=3,
-                    label=f"{run.label} ({run.method})")
+            sizes = [r.size for r in run.sizes]
+            [line] = ax.plot(sizes, [100 * r.accuracy for r in run.sizes], marker="o", markersize=3,
+                             label=f"{run.label} ({run.method})")
+            if any(_off_path(r) for r in run.sizes):
+                ax.plot(sizes, [100 * (r.faithful_rate if r.faithful is not None else r.accuracy) for r in run.sizes],
+                        linestyle="--", color=line.get_color(), linewidth=1, label="  the oracle's way")
         ax.set(title=task, xlabel="problem size", ylabel="accuracy (%)", ylim=(-3, 103))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

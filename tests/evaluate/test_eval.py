@@ -85,6 +85,62 @@ def test_a_limit_is_its_own_kind():
     assert fault.kind == LIMIT and fault.depth == 2
 
 
+def reversing_parity_subject():
+    """Parity whose top context calls on the rest of the list *reversed*: a wrong call, the right answer."""
+    from helpers import ScriptedGenerator
+
+    from retune_tui.tasks.lists import format_list
+
+    task = get_task("parity")
+
+    def script(context: str) -> str:
+        bits = task.parse(context).bits
+        text = task.oracle(context, Method.RETUNING)
+        if len(bits) == 4 and not returned_values(context):
+            text = text.replace(format_list(bits[1:]), format_list(bits[1:][::-1]))
+        return text
+
+    return Subject("reversing", task, Method.RETUNING, (1, 4), lambda: ScriptedGenerator(script))
+
+
+def test_right_answers_off_the_oracles_path_are_told_apart():
+    result, _ = evaluate_subject(reversing_parity_subject(), [3, 4], n=20, seed=0)
+    short, long = result.sizes
+    assert short.correct == short.faithful == 20
+    assert long.correct == 20 and 0 < long.faithful < 20  # a palindromic rest is still the oracle's call
+    assert [(d["size"], d["depth"], d["kind"]) for d in result.detours] == [(4, 0, WRONG_CALL)]
+    assert result.detours[0]["count"] == 20 - long.faithful and not result.faults
+    merged = merge([evaluate_subject(reversing_parity_subject(), [3, 4], n=20, seed=0, shard=(r, 2))[0]
+                    for r in range(2)])
+    assert [r.faithful for r in merged.sizes] == [20, long.faithful] and merged.detours == result.detours
+
+
+def test_the_oracles_way_shows_in_the_report(tmp_path):
+    from retune_tui.evaluate.report import markdown_tables
+
+    result, _ = evaluate_subject(reversing_parity_subject(), [3, 4], n=20, seed=0)
+    out = tmp_path / "r.json"
+    write_results(out, [result], {"n": 20})
+    [again], _ = read_results(out)
+    assert again.sizes[1].faithful == result.sizes[1].faithful and again.detours == result.detours
+    table = markdown_tables([again])
+    assert result.sizes[1].faithful == 12  # these 20 problems: 8 rests are not palindromes
+    assert "| 3 | 100* |" in table and "| 4 | 100* (60) |" in table
+    shown = CliRunner().invoke(app, ["report", str(out)])
+    assert shown.exit_code == 0 and "oracle's way  60.0%" in shown.output and "reached off" in shown.output
+
+
+def test_results_without_the_oracles_way_still_read(tmp_path):
+    out = tmp_path / "old.json"
+    out.write_text(json.dumps({"settings": {}, "runs": [{"label": "a", "task": "dp", "method": "retuning",
+                                                         "trained": [2, 5], "faults": [], "teacher": None,
+                                                         "sizes": [{"size": 3, "n": 4, "correct": 4,
+                                                                    "in_distribution": True, "accuracy": 1.0}]}]}))
+    [run], _ = read_results(out)
+    assert run.sizes[0].faithful is None and run.detours == []
+    assert "faithful" not in run.to_json()["sizes"][0]
+
+
 def test_shards_merge_to_the_whole():
     task = get_task("dp")
     subject = oracle_subject(task, Method.RETUNING)

@@ -91,6 +91,25 @@ def test_repeat_long_weights_the_long_contexts_and_keeps_the_short():
         ds.with_long_repeated(examples, 7, 2)
 
 
+@pytest.mark.parametrize("task", ["addition", "parity", "dp"])
+def test_perturbed_returns_add_other_values_with_the_oracles_completion(task):
+    from retune_tui.tasks import get_task
+    from retune_tui.tasks.protocol import Method, returned_values
+
+    examples = ds.oracle_examples(task, "retuning", (2, 4), 30, 0, False)
+    combining = [ex for ex in examples if returned_values(ex.prompt)]
+    mixed = ds.with_perturbed_returns(examples, task, 0.5, seed=1)
+    added = mixed[len(examples):]
+    assert mixed[: len(examples)] == examples and 0.3 * len(combining) < len(added) < 0.7 * len(combining)
+    originals = {ex.prompt.rsplit("Return: ", 1)[0]: ex for ex in combining}
+    for ex in added:
+        original = originals[ex.prompt.rsplit("Return: ", 1)[0]]  # the same context up to the last Return
+        assert returned_values(ex.prompt)[-1] != returned_values(original.prompt)[-1]
+        assert ex.completion == get_task(task).oracle(ex.prompt, Method.RETUNING) != original.completion
+        assert ex.size == original.size
+    assert ds.with_perturbed_returns(examples, task, 0.0, seed=1) is examples
+
+
 def test_an_example_longer_than_the_model_is_refused_before_training():
     from retune_tui.tokenizer import char_tokenizer
 
@@ -206,10 +225,11 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     assert manifest["lora"]["r"] == 8  # the first stage's rank, not the flag's
     assert manifest["extra"]["init_adapter"] == str(tmp_path / "one")
     train(quick(base, tmp_path / "long", max_steps=2, lengths=(3, 6), init_adapter=str(tmp_path / "two"),
-                repeat_long=(5, 3), skills_replay=0.2), progress=False)
+                repeat_long=(5, 3), skills_replay=0.2, perturbed_returns=0.5), progress=False)
     manifest = json.loads((tmp_path / "long" / "retune.json").read_text())
     assert manifest["train_lengths"] == [1, 6] and manifest["extra"]["stage_lengths"] == [3, 6]
     assert manifest["weighting"]["repeat_long"] == [5, 3] and manifest["weighting"]["skills_replay"] == 0.2
+    assert manifest["weighting"]["perturbed_returns"] == 0.5
     with pytest.raises(InputError, match="trained for task 'parity', not 'addition'"):
         train(quick(base, tmp_path / "three", task="addition", lengths=(1, 2), init_adapter=str(tmp_path / "one")),
               progress=False)
@@ -228,6 +248,8 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     (dict(repeat_long=(18, 0)), "repeat_long: need \\[size, times\\] both at least 1"),
     (dict(skills_replay=1.0), "skills_replay: must be in"),
     (dict(task="skills", skills_replay=0.5), "skills_replay: mixes skills"),
+    (dict(perturbed_returns=1.5), "perturbed_returns: must be in"),
+    (dict(method="baseline", perturbed_returns=0.5), "perturbed_returns: only Re-Tuning data"),
 ])
 def test_bad_settings_name_the_field(base, tmp_path, settings, message):
     with pytest.raises(InputError, match=message):
@@ -282,7 +304,7 @@ def test_a_saved_run_matches_its_own_settings_and_one_from_before_new_fields(tmp
     (tmp_path / "run" / "train_config.json").write_text(json.dumps(saved))
     _check_previous_run(config, tmp_path / "run")  # the tuple read back as a list is the same setting
     older = {k: v for k, v in quick(tmp_path, tmp_path / "run").to_dict().items()
-             if k not in ("repeat_long", "skills_replay")}
+             if k not in ("repeat_long", "skills_replay", "perturbed_returns")}
     (tmp_path / "run" / "train_config.json").write_text(json.dumps(older))
     _check_previous_run(quick(tmp_path, tmp_path / "run"), tmp_path / "run")  # fields added since: defaults
     with pytest.raises(InputError, match="repeat_long: None there"):

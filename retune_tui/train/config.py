@@ -38,6 +38,7 @@ class TrainConfig:
     reweight: bool = field(default=True, metadata={"help": "the paper's re-weighting of short and long problems"})
     repeat_long: tuple[int, int] | None = field(default=None, metadata={"help": "[size, times]: the examples of contexts of at least this size appear this many times (a recursion's long contexts are a small share of its examples; the short ones stay, since an adapter trained on long contexts alone forgot the short)"})
     skills_replay: float = field(default=0.0, metadata={"help": "fraction of the examples drawn from the skills a base is pre-trained on (copy, drop first, prepend of 1-40 elements): rehearsing them keeps the base's copying, which a task adapter otherwise overwrites (0: off)"})
+    perturbed_returns: float = field(default=0.0, metadata={"help": "Re-Tuning: for this fraction of the examples that use a returned value, add a copy with another value (one digit changed) and the oracle's completion for it, so a parent cannot ignore what its call returned (0: off)"})
     # model
     full: bool = field(default=False, metadata={"help": "train every weight instead of a LoRA adapter"})
     init_adapter: str | None = field(default=None, metadata={"help": "start from this adapter's weights (its rank and targets) instead of a fresh LoRA: a second stage with new settings"})
@@ -99,6 +100,10 @@ class TrainConfig:
             raise InputError(f"skills_replay: must be in [0, 1), got {self.skills_replay}")
         if self.skills_replay > 0 and self.task == SKILLS:
             raise InputError("skills_replay: mixes skills into a task's examples; the skills task is all skills already")
+        if not 0 <= self.perturbed_returns <= 1:
+            raise InputError(f"perturbed_returns: must be in [0, 1], got {self.perturbed_returns}")
+        if self.perturbed_returns > 0 and (self.method != "retuning" or self.task == SKILLS):
+            raise InputError("perturbed_returns: only Re-Tuning data has returned values")
         if not 0 <= self.curriculum <= 1:
             raise InputError(f"curriculum: must be in [0, 1], got {self.curriculum}")
         if self.warmup < 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from random import Random
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from retune_tui import data as datasets
 from retune_tui.data import DataSpec, Weighting
 from retune_tui.errors import InputError
 from retune_tui.tasks import get_method, get_task
+from retune_tui.tasks.protocol import BadReturn, Method, ProblemParseError, Task, return_text, returned_values
 from retune_tui.train.skills import REPLAY_LENGTHS, skill_examples
 
 IGNORE = -100
@@ -60,6 +62,55 @@ def with_skills_replay(examples: list[TextExample], fraction: float, seed: int) 
     count = round(len(examples) * fraction / (1 - fraction))
     smallest = min(ex.size for ex in examples)
     return examples + [TextExample(p, c, smallest) for p, c, _ in skill_examples(REPLAY_LENGTHS, count, seed)]
+
+
+def with_perturbed_returns(examples: list[TextExample], task: str, fraction: float, seed: int) -> list[TextExample]:
+    """The examples plus, for ``fraction`` of those that use a returned value, a copy in which that
+    value has one digit changed and the completion is what the oracle writes for it.
+
+    Oracle data always returns the true value, so a parent can learn to answer from its own
+    problem and ignore what came back (the bundled parity adapter did: given a wrong Return,
+    it still wrote the true parity). With other values in the data, only the returned one
+    predicts the completion, and the recursion does the work.
+    """
+    if fraction <= 0:
+        return examples
+    the_task = get_task(task)
+    rng = Random(f"perturbed-returns:{seed}")
+    extra = []
+    for ex in examples:
+        if returned_values(ex.prompt) and rng.random() < fraction:
+            other = _other_return(the_task, ex.prompt, ex.completion, rng)
+            if other is not None:
+                extra.append(TextExample(*other, ex.size))
+    if not extra:
+        raise InputError("perturbed_returns: no example uses a returned value (it needs Re-Tuning data)")
+    return examples + extra
+
+
+def _other_return(task: Task, prompt: str, completion: str, rng: Random) -> tuple[str, str] | None:
+    """(prompt, completion) with a digit of the last returned value changed, or None if no change is valid.
+
+    Digits the value already holds are tried first, so the new value looks like one the task returns
+    (DP's chosen indices stay 1s and 2s)."""
+    values = returned_values(prompt)
+    last = values[-1]
+    problem = task.parse(prompt)
+    places = [i for i, ch in enumerate(last) if ch.isdigit()]
+    rng.shuffle(places)
+    held = sorted(set(last) & set("0123456789"))
+    digits = rng.sample(held, len(held)) + rng.sample(sorted(set("0123456789") - set(held)), 10 - len(held))
+    for i in places:
+        for digit in digits:
+            value = last[:i] + digit + last[i + 1 :]
+            try:
+                text = task.oracle_step(problem, Method.RETUNING, [*values[:-1], value]).text
+            except (BadReturn, ProblemParseError):
+                continue
+            if text != completion:
+                cut = prompt.rindex(return_text(last))
+                return prompt[:cut] + return_text(value), text
+    return None
 
 
 def file_examples(path: str, task: str) -> list[TextExample]:

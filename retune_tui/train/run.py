@@ -151,6 +151,7 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
                                       config.data_seed, config.reweight)
     if config.repeat_long:
         examples = ds.with_long_repeated(examples, *config.repeat_long)
+    examples = ds.with_perturbed_returns(examples, config.task, config.perturbed_returns, config.data_seed)
     examples = ds.with_skills_replay(examples, config.skills_replay, config.data_seed)
     bf16, fp16, dtype = _precision(config)
     use_cpu = config.device == "cpu" or not torch.cuda.is_available()
@@ -273,7 +274,7 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
         tokenizer=config.tokenizer or config.base or "",
         train_lengths=_trained_sizes(config),
         weighting={k: settings[k] for k in ("reweight", "problems", "data", "curriculum", "repeat_long",
-                                            "skills_replay")},
+                                            "skills_replay", "perturbed_returns")},
         lora=_lora_settings(model),
         steps=steps,
         final_loss=loss,

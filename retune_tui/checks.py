@@ -71,3 +71,11 @@ def trace_fault(trace: Trace) -> Fault | None:
     if pair is None or trace.root is None:
         return None
     return first_fault(pair[0], pair[1], trace)
+
+
+def detour(trace: Trace) -> str | None:
+    """For a right answer reached through a segment the oracle would not write, where that was."""
+    if trace.finished is None or not trace.finished.correct:
+        return None
+    fault = trace_fault(trace)
+    return None if fault is None else f"reached off the oracle's path: {fault.kind} at depth {fault.depth}"

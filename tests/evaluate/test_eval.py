@@ -228,3 +228,20 @@ def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
     assert unsure.exit_code == 2 and "give --task" in unsure.output
     wrong = runner.invoke(app, ["eval", "--model", str(full), "--task", "dp", *args])
     assert wrong.exit_code == 2 and "trained for task 'parity'" in wrong.output
+
+
+def test_a_right_answer_off_the_oracles_path_is_said_so_where_a_trace_is_shown():
+    from retune_tui.app.export import trace_markdown
+    from retune_tui.checks import detour
+    from retune_tui.engine import Limits, Runner
+    from retune_tui.render import trace_summary
+
+    subject = reversing_parity_subject()
+    # The rest of [1, 1, 0, 1] is a palindrome, so its reversed call is the oracle's; [0, 1, 0, 0]'s is not.
+    on, off = Runner(subject.task, subject.method, subject.make_generator(), Limits()).run(
+        [subject.task.parse("1 1 0 1"), subject.task.parse("0 1 0 0")])
+    assert on.finished.correct and off.finished.correct
+    note = "reached off the oracle's path: wrong call text at depth 0"
+    assert detour(on) is None and detour(off) == note
+    assert note not in trace_summary(on).plain and note in trace_summary(off).plain
+    assert note in trace_markdown(off) and note not in trace_markdown(on)

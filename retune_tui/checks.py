@@ -73,7 +73,7 @@ def trace_fault(trace: Trace) -> Fault | None:
     return first_fault(pair[0], pair[1], trace)
 
 
-def detour(trace: Trace) -> str | None:
+def detour_note(trace: Trace) -> str | None:
     """For a right answer reached through a segment the oracle would not write, where that was."""
     if trace.finished is None or not trace.finished.correct:
         return None

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from retune_tui.checks import detour
+from retune_tui.checks import detour_note
 from retune_tui.errors import UserError
 from retune_tui.tasks.protocol import return_text
 from retune_tui.trace import Node, Trace
@@ -38,7 +38,7 @@ def trace_markdown(trace: Trace, node_id: int | None = None) -> str:
         lines.append(f"- model: `{trace.model}`")
     if fin is not None:
         verdict = {True: "correct", False: "wrong"}.get(fin.correct, "unchecked")
-        off_path = detour(trace)
+        off_path = detour_note(trace)
         lines.append(f"- answer: `{fin.value}` (expected `{trace.expected}`): **{verdict}**"
                      + (f", {off_path}" if off_path else ""))
         lines.append(f"- {len(trace.nodes)} contexts, {fin.tokens} tokens, {fin.seconds:.3f} s")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from retune_tui.checks import SegmentCheck, detour
+from retune_tui.checks import SegmentCheck, detour_note
 from retune_tui.evaluate.faults import Fault
 from retune_tui.tasks.protocol import return_text
 from retune_tui.trace import DONE, ERROR, RUNNING, WAITING, Node, Trace
@@ -88,7 +88,7 @@ def trace_verdict(trace: Trace, short: bool = False) -> Text:
                                 ("  expected ", "dim"), (str(trace.expected), "bold"))
     if not short and fin.error:
         verdict.append(f"  {fin.error}", "red")
-    off_path = None if short else detour(trace)
+    off_path = None if short else detour_note(trace)
     if off_path:
         verdict.append(f"  ({off_path})", "yellow")
     return verdict

@@ -52,7 +52,9 @@ class SizeResult:
 
     @property
     def faithful_rate(self) -> float | None:
-        return None if self.faithful is None else self.faithful / self.n if self.n else 0.0
+        if self.faithful is None:
+            return None
+        return self.faithful / self.n if self.n else 0.0
 
 
 @dataclass
@@ -131,7 +133,7 @@ def evaluate_subject(subject: Subject, sizes: Sequence[int], n: int, seed: int, 
         if trace.finished and trace.finished.correct:
             row.correct += 1
             if fault is None:
-                row.faithful += 1
+                row.faithful = (row.faithful or 0) + 1
             else:
                 detours[(size, fault.depth, fault.kind)] += 1
             continue

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from retune_tui.errors import UserError
-from retune_tui.evaluate.accuracy import RunResult
+from retune_tui.evaluate.accuracy import RunResult, SizeResult
 from retune_tui.files import atomic_write_text
 
 
@@ -26,7 +26,7 @@ def read_results(path: Path) -> tuple[list[RunResult], dict[str, Any]]:
         raise UserError(f"{path} is not a `retune eval` results file ({exc})") from None
 
 
-def _off_path(row: Any) -> bool:
+def _off_path(row: SizeResult) -> bool:
     """Some of the row's right answers came through a segment the oracle would not have written."""
     return row.faithful is not None and row.faithful < row.correct
 
@@ -69,7 +69,7 @@ def accuracy_tables(runs: list[RunResult]) -> list[Any]:
 
 def markdown_tables(runs: list[RunResult]) -> str:
     """The accuracy tables as Markdown (one per task; trained sizes marked with *; in brackets, where lower,
-    the share right through the oracle's own recursion)."""
+    the % of problems right through the oracle's own recursion)."""
     by_task: dict[str, list[RunResult]] = defaultdict(list)
     for run in runs:
         by_task[run.task].append(run)
@@ -77,7 +77,7 @@ def markdown_tables(runs: list[RunResult]) -> str:
     for task, task_runs in by_task.items():
         counts = sorted({row.n for run in task_runs for row in run.sizes})
         n_text = "/".join(str(n) for n in counts)
-        legend = "; (n) = right through the oracle's own recursion, where fewer" if any(
+        legend = "; (x) = % of problems right the oracle's way, where lower" if any(
             _off_path(row) for run in task_runs for row in run.sizes) else ""
         out.append(f"**{task}** (accuracy %, {n_text} problems per size; * = a trained size{legend})\n")
         out.append("| size | " + " | ".join(f"{r.label} ({r.method})" for r in task_runs) + " |")
@@ -96,14 +96,21 @@ def markdown_tables(runs: list[RunResult]) -> str:
     return "\n".join(out)
 
 
-def faults_table(run: RunResult, right: bool = False) -> Any | None:
-    """Where the wrong answers first went wrong (or, ``right``, where right answers left the oracle's path)."""
+def faults_table(run: RunResult) -> Any | None:
+    """Where the wrong answers first went wrong: counts by size, depth and kind."""
+    return _first_segments_table(run, run.faults, "wrong answer")
+
+
+def detours_table(run: RunResult) -> Any | None:
+    """Where right answers left the oracle's path: counts by size, depth and kind."""
+    return _first_segments_table(run, run.detours, "right answer reached off the oracle's path")
+
+
+def _first_segments_table(run: RunResult, rows: list[dict[str, Any]], which: str) -> Any | None:
     from rich.table import Table
 
-    rows = run.detours if right else run.faults
     if not rows:
         return None
-    which = "right answer reached off the oracle's path" if right else "wrong answer"
     table = Table(title=f"{run.label} ({run.task} · {run.method}): first wrong segment of each {which}")
     for col in ("size", "depth", "kind", "count"):
         table.add_column(col, justify="right" if col != "kind" else "left")
@@ -149,7 +156,7 @@ def plot_results(runs: list[RunResult], path: Path, title: str | None = None) ->
                              label=f"{run.label} ({run.method})")
             if any(_off_path(r) for r in run.sizes):
                 ax.plot(sizes, [100 * (r.faithful_rate if r.faithful is not None else r.accuracy) for r in run.sizes],
-                        linestyle="--", color=line.get_color(), linewidth=1, label="  the oracle's way")
+                        linestyle="--", color=line.get_color(), linewidth=1, label=f"{run.label}: the oracle's way")
         ax.set(title=task, xlabel="problem size", ylabel="accuracy (%)", ylim=(-3, 103))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

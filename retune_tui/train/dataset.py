@@ -91,25 +91,26 @@ def with_perturbed_returns(examples: list[TextExample], task: str, fraction: flo
 def _other_return(task: Task, prompt: str, completion: str, rng: Random) -> tuple[str, str] | None:
     """(prompt, completion) with a digit of the last returned value changed, or None if no change is valid.
 
-    Digits the value already holds are tried first, so the new value looks like one the task returns
-    (DP's chosen indices stay 1s and 2s)."""
+    Digits the value already holds elsewhere are tried first, so the new value tends to look like
+    one the task returns (DP's chosen indices of 1s and 2s mostly stay so)."""
     values = returned_values(prompt)
     last = values[-1]
+    if not prompt.endswith(return_text(last)):
+        return None
     problem = task.parse(prompt)
     places = [i for i, ch in enumerate(last) if ch.isdigit()]
     rng.shuffle(places)
     held = sorted(set(last) & set("0123456789"))
     digits = rng.sample(held, len(held)) + rng.sample(sorted(set("0123456789") - set(held)), 10 - len(held))
     for i in places:
-        for digit in digits:
+        for digit in (d for d in digits if d != last[i]):
             value = last[:i] + digit + last[i + 1 :]
             try:
                 text = task.oracle_step(problem, Method.RETUNING, [*values[:-1], value]).text
             except (BadReturn, ProblemParseError):
                 continue
             if text != completion:
-                cut = prompt.rindex(return_text(last))
-                return prompt[:cut] + return_text(value), text
+                return prompt[: -len(return_text(last))] + return_text(value), text
     return None
 
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from retune_tui.cli import app
 from retune_tui.engine import OracleGenerator
-from retune_tui.evaluate.accuracy import Subject, evaluate_subject, merge
+from retune_tui.evaluate.accuracy import RunResult, Subject, evaluate_subject, merge
 from retune_tui.evaluate.faults import LIMIT, MISSING_CALL, WRONG_BASE, WRONG_CALL, WRONG_COMBINE, classify, first_fault
 from retune_tui.evaluate.report import read_results, write_results
 from retune_tui.tasks import TASKS, get_task
@@ -113,6 +113,9 @@ def test_right_answers_off_the_oracles_path_are_told_apart():
     merged = merge([evaluate_subject(reversing_parity_subject(), [3, 4], n=20, seed=0, shard=(r, 2))[0]
                     for r in range(2)])
     assert [r.faithful for r in merged.sizes] == [20, long.faithful] and merged.detours == result.detours
+    older = RunResult.from_json({**result.to_json(), "sizes": [{k: v for k, v in row.items() if k != "faithful"}
+                                                                for row in result.to_json()["sizes"]]})
+    assert [r.faithful for r in merge([older, result]).sizes] == [None, None]  # unknown in one part: unknown
 
 
 def test_the_oracles_way_shows_in_the_report(tmp_path):
@@ -232,7 +235,7 @@ def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
 
 def test_a_right_answer_off_the_oracles_path_is_said_so_where_a_trace_is_shown():
     from retune_tui.app.export import trace_markdown
-    from retune_tui.checks import detour
+    from retune_tui.checks import detour_note
     from retune_tui.engine import Limits, Runner
     from retune_tui.render import trace_summary
 
@@ -242,6 +245,6 @@ def test_a_right_answer_off_the_oracles_path_is_said_so_where_a_trace_is_shown()
         [subject.task.parse("1 1 0 1"), subject.task.parse("0 1 0 0")])
     assert on.finished.correct and off.finished.correct
     note = "reached off the oracle's path: wrong call text at depth 0"
-    assert detour(on) is None and detour(off) == note
+    assert detour_note(on) is None and detour_note(off) == note
     assert note not in trace_summary(on).plain and note in trace_summary(off).plain
     assert note in trace_markdown(off) and note not in trace_markdown(on)

@@ -14,7 +14,7 @@ def solved(text: str, compare: bool = False):
         app.problem_bar.set_text(text)
         await app.solve(compare=compare)
         await app.workers.wait_for_complete()
-        await pilot.pause()
+        await pilot.pause(0.2)  # a loaded CPU can leave the last tree refresh pending after the workers end
         app.run_view.lanes[-1].focus()
         await pilot.pause()
 

@@ -80,7 +80,7 @@ def with_perturbed_returns(examples: list[TextExample], task: str, fraction: flo
     extra = []
     for ex in examples:
         if returned_values(ex.prompt) and rng.random() < fraction:
-            other = _other_return(the_task, ex.prompt, ex.completion, rng)
+            other = changed_return(the_task, ex.prompt, ex.completion, rng)
             if other is not None:
                 extra.append(TextExample(*other, ex.size))
     if not extra:
@@ -88,7 +88,7 @@ def with_perturbed_returns(examples: list[TextExample], task: str, fraction: flo
     return examples + extra
 
 
-def _other_return(task: Task, prompt: str, completion: str, rng: Random) -> tuple[str, str] | None:
+def changed_return(task: Task, prompt: str, completion: str, rng: Random) -> tuple[str, str] | None:
     """(prompt, completion) with a digit of the last returned value changed, or None if no change is valid.
 
     Digits the value already holds elsewhere are tried first, so the new value tends to look like

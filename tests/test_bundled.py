@@ -30,12 +30,12 @@ SAMPLES = {
 }
 # Problems the bundled adapters solve with the oracle's exact recursion (checked one by one).
 # Addition: a base case, one call, a carry through every digit, the example, nine
-# and fifteen digits. Parity: up to ten bits. DP: two to four elements. (Some right answers
+# and fifteen digits. Parity: up to twenty-one bits. DP: two to four elements. (Some right answers
 # come from recursions that differ from the oracle's, e.g. DP [2, 2, -3, 5, 1]: not here.)
 SOLVED = {
     "addition": ["7 + 7", "44 + 78", "99999 + 1", "48213 + 90771", "123456789 + 987654321",
                  "482131234567891 + 907712345678912"],
-    "parity": ["1 1", "0 1 1", "1 0 1 1", "1 0 1 1 0 1 0 0 1 1"],
+    "parity": ["1 1", "0 1 1", "1 0 1 1", "1 0 1 1 0 1 0 0 1 1", "0 1 1 0 1 0 0 1 1 1 0 1 0 1 1 0 0 1 0 1 1"],
     "dp": ["[-1, 4]", "[5, 1, 4]", "[3, -2, 5, 1]"],
 }
 

@@ -2,10 +2,10 @@
 # training/bundled/build.sh [--gpu] [NAME ...]
 # Rebuild everything in assets/: the base, then the nine adapters (evaluate them with the
 # commands in docs/results.md).
-# About 80 + 195 minutes on 2 CPU cores (see README.md beside this file). Runs one job at a
+# About 80 + 200 minutes on 2 CPU cores (see README.md beside this file). Runs one job at a
 # time: two trainings on 2 cores are slower together than one after the other.
 # With --gpu, the adapters' two GPU stages follow (gpu-stage.sh: about 7 + 5 minutes on one
-# GPU), then any .top and .top2 stages (CPU: 15 + 35 minutes, parity Re-Tuning's).
+# GPU) for every adapter with a .gpu recipe (all but parity Re-Tuning, made on the CPU alone).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 gpu=0
@@ -29,8 +29,12 @@ for task in addition parity dp; do
   for method in retuning baseline scratchpad; do
     name="$task-$method"
     want "$name" || continue
-    # Stages, each continuing the one before: constant rate, decay to zero (.anneal), more long problems (.long).
-    for stage in "" .anneal .long; do cpu_stage "$name" "$stage"; done
+    # An adapter whose stages train on files of their own makes them first (NAME_data.py).
+    data_script="training/bundled/${name//-/_}_data.py"
+    [ ! -f "$data_script" ] || python "$data_script" runs/bundled
+    # Stages, each continuing the one before: constant rate, then .echo (parity Re-Tuning),
+    # decay to zero (.anneal), more long problems (.long).
+    for stage in "" .echo .anneal .long; do cpu_stage "$name" "$stage"; done
   done
 done
 if [ $gpu -eq 1 ]; then
@@ -43,8 +47,4 @@ if [ $gpu -eq 1 ]; then
   second=()
   for name in "${adapters[@]}"; do [ -f "training/bundled/$name.gpu2.toml" ] && second+=("$name"); done
   [ ${#second[@]} -eq 0 ] || training/bundled/gpu-stage.sh --stage gpu2 "${second[@]}"
-  # Last CPU stages where they follow the GPU stages (.top, then .top2).
-  for name in "${adapters[@]}"; do
-    for stage in .top .top2; do cpu_stage "$name" "$stage"; done
-  done
 fi

@@ -31,7 +31,7 @@ for task in addition parity dp; do
     want "$name" || continue
     # An adapter whose stages train on files of their own makes them first (NAME_data.py).
     data_script="training/bundled/${name//-/_}_data.py"
-    [ ! -f "$data_script" ] || python "$data_script" runs/bundled
+    [ ! -f "$data_script" ] || "${PYTHON:-python3}" "$data_script" runs/bundled
     # Stages, each continuing the one before: constant rate, then .echo (parity Re-Tuning),
     # decay to zero (.anneal), more long problems (.long).
     for stage in "" .echo .anneal .long; do cpu_stage "$name" "$stage"; done

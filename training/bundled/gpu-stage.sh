@@ -2,7 +2,7 @@
 # training/bundled/gpu-stage.sh [--stage gpu|gpu2] [NAME ...]
 # A GPU stage of the bundled adapters: every training/bundled/NAME.STAGE.toml (default
 # STAGE gpu) at once on one GPU, each in its own process, then their adapters copied into
-# assets/adapters/NAME. Stage gpu (all nine adapters) comes first, then gpu2 (Re-Tuning).
+# assets/adapters/NAME. Stage gpu (every adapter but parity Re-Tuning) comes first, then gpu2 (addition and DP Re-Tuning).
 #
 # They share the GPU because one of them leaves it mostly idle: a step of a 1M-parameter
 # model is a few hundred tiny kernels, so a single process is bound by Python launching

@@ -7,7 +7,7 @@ writes into that folder:
 * ``parity-calls.jsonl`` (stage ``parity-retuning.toml``): only the contexts that make a call,
   20,000 lists of 2-21 bits drawn uniformly, each completed by its call. An adapter trained on
   calls and answers together never learned to copy an 18-21-bit list into its call (wrong
-  in about 1 element in 3 at 21 bits, teacher-forced, after 6 GPU and 50 CPU minutes), while
+  in about 1 element in 3 at 21 bits, teacher-forced, after 10.5 GPU and 76 CPU minutes), while
   10 CPU minutes of calls alone copied every one of them;
 * ``parity-echo.jsonl`` (stage ``.echo``): oracle examples of 1-21-bit problems with the
   paper's weighting, in which a parent's answer mostly *is* the value its call returned:

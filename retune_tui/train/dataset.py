@@ -69,9 +69,9 @@ def with_perturbed_returns(examples: list[TextExample], task: str, fraction: flo
     value has one digit changed and the completion is what the oracle writes for it.
 
     Oracle data always returns the true value, so a parent can learn to answer from its own
-    problem and ignore what came back (the parity adapter bundled until 2026-11-27 did: given a wrong Return,
-    it still wrote the true parity). With other values in the data, only the returned one
-    predicts the completion, and the recursion does the work.
+    problem and ignore what came back (the parity adapter bundled until 2026-11-27 did: given
+    a wrong Return, it still wrote the true parity). With other values in the data, only the
+    returned one predicts the completion, and the recursion does the work.
     """
     if fraction <= 0:
         return examples

@@ -31,8 +31,8 @@ from pathlib import Path
 from random import Random
 
 from retune_tui.tasks import get_task
-from retune_tui.tasks.lists import format_list
-from retune_tui.tasks.protocol import returned_values
+from retune_tui.tasks.parity import ParityProblem
+from retune_tui.tasks.protocol import Method, returned_values
 from retune_tui.train import dataset as ds
 
 KEEP_STARTING_WITH_1 = 0.2
@@ -41,10 +41,11 @@ CHANGED = 0.5
 
 def call_line(rng: Random, lo: int, hi: int) -> str:
     """A random list of lo-hi bits, as the context that calls its parity without the first bit."""
-    bits = [rng.randrange(2) for _ in range(rng.randint(lo, hi))]
-    return json.dumps({"prompt": f"What is the parity of {format_list(bits)}?\nSolution: ",
-                       "completion": f"Call: What is the parity of {format_list(bits[1:])}?\n",
-                       "size": len(bits)})
+    task = get_task("parity")
+    problem = ParityProblem(tuple(rng.randrange(2) for _ in range(rng.randint(lo, hi))))
+    return json.dumps({"prompt": task.prompt(problem, Method.RETUNING),
+                       "completion": task.oracle_step(problem, Method.RETUNING, []).text,
+                       "size": task.size(problem)})
 
 
 def echo_lines() -> list[str]:

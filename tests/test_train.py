@@ -110,6 +110,12 @@ def test_perturbed_returns_add_other_values_with_the_oracles_completion(task):
     assert ds.with_perturbed_returns(examples, task, 0.0, seed=1) is examples
 
 
+def test_written_examples_read_back_as_a_recipes_data(tmp_path):
+    examples = ds.oracle_examples("dp", "retuning", (2, 3), 5, 0, False)
+    ds.write_examples(tmp_path / "data.jsonl", examples)
+    assert ds.file_examples(str(tmp_path / "data.jsonl"), "dp") == examples
+
+
 def test_an_example_longer_than_the_model_is_refused_before_training():
     from retune_tui.tokenizer import char_tokenizer
 

@@ -9,8 +9,10 @@ per example, grouping changes the padding, not what each example weighs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from random import Random
 from typing import Any
 
@@ -129,6 +131,12 @@ def file_examples(path: str, task: str) -> list[TextExample]:
     if not out:
         raise InputError(f"{path} holds no examples")
     return out
+
+
+def write_examples(path: Path, examples: Sequence[TextExample]) -> None:
+    """Write examples as the JSONL that ``file_examples`` (a recipe's ``data``) reads."""
+    path.write_text("".join(json.dumps({"prompt": ex.prompt, "completion": ex.completion, "size": ex.size}) + "\n"
+                            for ex in examples))
 
 
 def _labelled(prompt_ids: list[int], full_ids: list[int], eos: int) -> tuple[list[int], int]:

@@ -25,7 +25,6 @@ Every file is the same byte for byte on every run (fixed seeds).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from random import Random
@@ -39,16 +38,15 @@ KEEP_STARTING_WITH_1 = 0.2
 CHANGED = 0.5
 
 
-def call_line(rng: Random, lo: int, hi: int) -> str:
+def call_example(rng: Random, lo: int, hi: int) -> ds.TextExample:
     """A random list of lo-hi bits, as the context that calls its parity without the first bit."""
     task = get_task("parity")
     problem = ParityProblem(tuple(rng.randrange(2) for _ in range(rng.randint(lo, hi))))
-    return json.dumps({"prompt": task.prompt(problem, Method.RETUNING),
-                       "completion": task.oracle_step(problem, Method.RETUNING, []).text,
-                       "size": task.size(problem)})
+    return ds.TextExample(task.prompt(problem, Method.RETUNING), task.oracle_step(problem, Method.RETUNING, []).text,
+                          task.size(problem))
 
 
-def echo_lines() -> list[str]:
+def echo_examples() -> list[ds.TextExample]:
     task = get_task("parity")
     rng = Random(1)
     kept = []
@@ -63,23 +61,23 @@ def echo_lines() -> list[str]:
             other = ds.changed_return(task, ex.prompt, ex.completion, rng)
             if other is not None:
                 kept.append(ds.TextExample(*other, ex.size))
-    return [json.dumps({"prompt": ex.prompt, "completion": ex.completion, "size": ex.size}) for ex in kept]
+    return kept
 
 
-def write(path: Path, lines: list[str]) -> None:
-    path.write_text("\n".join(lines) + "\n")
-    print(f"{len(lines)} examples written to {path}")
+def write(path: Path, examples: list[ds.TextExample]) -> None:
+    ds.write_examples(path, examples)
+    print(f"{len(examples)} examples written to {path}")
 
 
 def main(folder: str) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     calls = Random(0)
-    write(out / "parity-calls.jsonl", [call_line(calls, 2, 21) for _ in range(20000)])
-    echo = echo_lines()
+    write(out / "parity-calls.jsonl", [call_example(calls, 2, 21) for _ in range(20000)])
+    echo = echo_examples()
     write(out / "parity-echo.jsonl", echo)
     long = Random(5)
-    write(out / "parity-long.jsonl", echo + [call_line(long, 16, 21) for _ in range(len(echo) // 4)])
+    write(out / "parity-long.jsonl", echo + [call_example(long, 16, 21) for _ in range(len(echo) // 4)])
 
 
 if __name__ == "__main__":

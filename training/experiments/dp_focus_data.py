@@ -22,10 +22,11 @@ The file is the same byte for byte on every run (fixed seed).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
+from retune_tui.tasks import get_task
+from retune_tui.tasks.dp import DPChosen
 from retune_tui.tasks.protocol import call_stop
 from retune_tui.train import dataset as ds
 
@@ -35,22 +36,22 @@ SIZE = 5
 
 def is_focus(ex: ds.TextExample) -> bool:
     """A context that makes a "chosen indices" call on an array of SIZE elements."""
-    return ex.size == SIZE and ex.prompt.startswith("Create chosen indices") and call_stop(ex.completion) is not None
+    return (ex.size == SIZE and isinstance(get_task("dp").parse(ex.prompt), DPChosen)
+            and call_stop(ex.completion) is not None)
 
 
-def focus_lines() -> list[str]:
+def focus_examples() -> list[ds.TextExample]:
     examples = ds.oracle_examples("dp", "retuning", (2, 5), 8000, 61, True)
-    repeated = examples + [ex for ex in examples if is_focus(ex) for _ in range(TIMES - 1)]
-    return [json.dumps({"prompt": ex.prompt, "completion": ex.completion, "size": ex.size}) for ex in repeated]
+    return examples + [ex for ex in examples if is_focus(ex) for _ in range(TIMES - 1)]
 
 
 def main(folder: str) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "dp-focus.jsonl"
-    lines = focus_lines()
-    path.write_text("\n".join(lines) + "\n")
-    print(f"{len(lines)} examples written to {path}")
+    examples = focus_examples()
+    ds.write_examples(path, examples)
+    print(f"{len(examples)} examples written to {path}")
 
 
 if __name__ == "__main__":

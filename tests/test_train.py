@@ -110,6 +110,30 @@ def test_perturbed_returns_add_other_values_with_the_oracles_completion(task):
     assert ds.with_perturbed_returns(examples, task, 0.0, seed=1) is examples
 
 
+def test_prompt_filler_puts_skills_text_before_most_prompts_and_keeps_what_is_learned():
+    examples = ds.oracle_examples("parity", "retuning", (2, 5), 200, 0, False)
+    filled = ds.with_prompt_filler(examples, 30, seed=1)
+    assert len(filled) == len(examples) and filled == ds.with_prompt_filler(examples, 30, seed=1)
+    extra = [new.prompt[: len(new.prompt) - len(old.prompt)] for old, new in zip(examples, filled)]
+    assert all(new.prompt.endswith(old.prompt) and (new.completion, new.size) == (old.completion, old.size)
+               for old, new in zip(examples, filled))
+    assert 0.7 < sum(map(bool, extra)) / len(extra) < 0.9 and max(map(len, extra)) <= 30
+    assert len(set(extra)) > 100  # random text of random lengths, not one fixed prefix
+    assert ds.with_prompt_filler(examples, 0, seed=1) is examples
+
+
+def test_position_gap_moves_each_completion_on_and_leaves_its_prompt():
+    items = [{"input_ids": list(range(1, 9)), "labels": [ds.IGNORE] * 5 + [6, 7, 8]},
+             {"input_ids": [1, 2, 3, 4], "labels": [ds.IGNORE] * 2 + [3, 4]}] * 20
+    batch = ds.collate(0, position_gap=10, seed=3)(items)
+    positions = batch["position_ids"]
+    assert (positions[0::2, :5] == torch.arange(5)).all() and (positions[1::2, :2] == torch.arange(2)).all()
+    gaps = torch.cat([positions[0::2, 5] - 5, positions[1::2, 2] - 2])
+    assert gaps.min() >= 0 and gaps.max() <= 10 and len(set(gaps.tolist())) > 3
+    assert (positions[0::2, 5:].diff(dim=1) == 1).all()  # the completion itself stays contiguous
+    assert "position_ids" not in ds.collate(0)(items)
+
+
 def test_written_examples_read_back_as_a_recipes_data(tmp_path):
     examples = ds.oracle_examples("dp", "retuning", (2, 3), 5, 0, False)
     ds.write_examples(tmp_path / "data.jsonl", examples)
@@ -256,10 +280,18 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     (dict(task="skills", skills_replay=0.5), "skills_replay: mixes skills"),
     (dict(perturbed_returns=1.5), "perturbed_returns: must be in"),
     (dict(method="baseline", perturbed_returns=0.5), "perturbed_returns: only Re-Tuning data"),
+    (dict(prompt_filler=-1), "prompt_filler: must be >= 0"),
+    (dict(position_gap=-5), "position_gap: must be >= 0"),
 ])
 def test_bad_settings_name_the_field(base, tmp_path, settings, message):
     with pytest.raises(InputError, match=message):
         quick(base, tmp_path, **settings)
+
+
+def test_a_position_gap_past_the_models_positions_is_refused_before_training(base, tmp_path):
+    with pytest.raises(InputError, match="position_gap: 100000 after the longest example"):
+        train(quick(base, tmp_path / "gap", position_gap=100_000), progress=False)
+    assert not (tmp_path / "gap" / "adapter_model.safetensors").exists()
 
 
 def test_missing_base_is_one_line(tmp_path):

@@ -24,9 +24,11 @@ from retune_tui.data import DataSpec, Weighting
 from retune_tui.errors import InputError
 from retune_tui.tasks import get_method, get_task
 from retune_tui.tasks.protocol import BadReturn, Method, ProblemParseError, Task, return_text, returned_values
-from retune_tui.train.skills import REPLAY_LENGTHS, skill_examples
+from retune_tui.train.skills import REPLAY_LENGTHS, skill_example, skill_examples
 
 IGNORE = -100
+#: The share of examples `with_prompt_filler` puts filler in front of (the rest stay bare, as at inference).
+FILLED = 0.8
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,27 @@ def with_skills_replay(examples: list[TextExample], fraction: float, seed: int) 
     count = round(len(examples) * fraction / (1 - fraction))
     smallest = min(ex.size for ex in examples)
     return examples + [TextExample(p, c, smallest) for p, c, _ in skill_examples(REPLAY_LENGTHS, count, seed)]
+
+
+def with_prompt_filler(examples: list[TextExample], max_chars: int, seed: int) -> list[TextExample]:
+    """The examples, four in five with the tail (1 to ``max_chars`` characters) of random skills
+    text in front of the prompt, as if a context held something before the problem. Only the
+    completion is learned, so what an example teaches is unchanged; but the model can no longer
+    tell where it is from how far the context's start lies, which a small model trained on bare
+    prompts does: its calls broke on a prompt a few characters longer than any trained."""
+    if max_chars <= 0:
+        return examples
+    rng = Random(f"filler:{seed}")
+    filled = []
+    for ex in examples:
+        if rng.random() < FILLED:
+            text, chars = "", rng.randint(1, max_chars)
+            while len(text) < chars:
+                prompt, completion = skill_example(rng, rng.randint(*REPLAY_LENGTHS))
+                text += f"{prompt}{completion}\n"
+            ex = TextExample(text[-chars:] + ex.prompt, ex.completion, ex.size)
+        filled.append(ex)
+    return filled
 
 
 def with_perturbed_returns(examples: list[TextExample], task: str, fraction: float, seed: int) -> list[TextExample]:
@@ -260,9 +283,12 @@ class TokenizedExamples(torch.utils.data.Dataset):
         return {"input_ids": ids, "labels": labels}
 
 
-def collate(pad_id: int):
+def collate(pad_id: int, position_gap: int = 0, seed: int = 0):
     """Right-pad a micro-batch (items' ids and labels as lists or arrays): pad id in inputs,
-    0 in the mask, -100 in labels."""
+    0 in the mask, -100 in labels. With ``position_gap`` > 0, each example's completion gets
+    its position ids moved on by a random 0 to ``position_gap``, so the model meets relative
+    distances between the prompt and what it writes longer than its problems' own."""
+    rng = np.random.default_rng(seed)
 
     def collate_fn(items: list[dict[str, Sequence[int]]]) -> dict[str, torch.Tensor]:
         lengths = np.array([len(item["input_ids"]) for item in items])
@@ -273,8 +299,14 @@ def collate(pad_id: int):
             input_ids[row, : lengths[row]] = item["input_ids"]
             labels[row, : lengths[row]] = item["labels"]
         mask = (np.arange(width) < lengths[:, None]).astype(np.int64)
-        return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask),
-                "labels": torch.from_numpy(labels)}
+        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask),
+                 "labels": torch.from_numpy(labels)}
+        if position_gap > 0:
+            starts = (labels != IGNORE).argmax(axis=1)
+            gaps = rng.integers(0, position_gap, size=len(items), endpoint=True)
+            positions = np.arange(width)[None, :] + (np.arange(width)[None, :] >= starts[:, None]) * gaps[:, None]
+            batch["position_ids"] = torch.from_numpy(positions.astype(np.int64))
+        return batch
 
     return collate_fn
 

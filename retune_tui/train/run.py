@@ -153,12 +153,17 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
         examples = ds.with_long_repeated(examples, *config.repeat_long)
     examples = ds.with_perturbed_returns(examples, config.task, config.perturbed_returns, config.data_seed)
     examples = ds.with_skills_replay(examples, config.skills_replay, config.data_seed)
+    examples = ds.with_prompt_filler(examples, config.prompt_filler, config.data_seed)
     bf16, fp16, dtype = _precision(config)
     use_cpu = config.device == "cpu" or not torch.cuda.is_available()
     device = torch.device("cpu" if use_cpu else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     set_seed(config.seed)  # the adapter's (or a random base's) initial weights
     model = build_model(config, tokenizer, device, dtype)
-    train_set = ds.TokenizedExamples(examples, tokenizer, max_positions(base_model_of(model).config))
+    positions = max_positions(base_model_of(model).config)
+    train_set = ds.TokenizedExamples(examples, tokenizer, positions)
+    if positions is not None and config.position_gap and train_set.lengths().max() + config.position_gap > positions:
+        raise InputError(f"position_gap: {config.position_gap} after the longest example "
+                         f"({train_set.lengths().max()} tokens) passes the model's {positions} positions")
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     per_step = config.micro_batch * config.accumulation * world
@@ -196,8 +201,9 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     log = LossLog(out / "loss.jsonl", resume_step=_step_of(resume))
     lr_factor = TimeCosine(config.max_minutes, int(config.warmup)) if config.scheduler == "cosine_time" else None
     callbacks = [log, TimeLimit(config.max_minutes, lr_factor)] + ([ProgressBar(lr_factor)] if progress else [])
+    collator = ds.collate(tokenizer.pad_token_id, config.position_gap, config.data_seed)
     trainer = ReTrainer.make(sampler, lr_factor, model=model, args=args, train_dataset=train_set,
-                             data_collator=ds.collate(tokenizer.pad_token_id), callbacks=callbacks)
+                             data_collator=collator, callbacks=callbacks)
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
@@ -274,7 +280,8 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
         tokenizer=config.tokenizer or config.base or "",
         train_lengths=_trained_sizes(config),
         weighting={k: settings[k] for k in ("reweight", "problems", "data", "curriculum", "repeat_long",
-                                            "skills_replay", "perturbed_returns")},
+                                            "skills_replay", "perturbed_returns", "prompt_filler",
+                                            "position_gap")},
         lora=_lora_settings(model),
         steps=steps,
         final_loss=loss,

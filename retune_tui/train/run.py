@@ -159,11 +159,12 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     device = torch.device("cpu" if use_cpu else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     set_seed(config.seed)  # the adapter's (or a random base's) initial weights
     model = build_model(config, tokenizer, device, dtype)
-    positions = max_positions(base_model_of(model).config)
-    train_set = ds.TokenizedExamples(examples, tokenizer, positions)
-    if positions is not None and config.position_gap and train_set.lengths().max() + config.position_gap > positions:
+    limit = max_positions(base_model_of(model).config)
+    train_set = ds.TokenizedExamples(examples, tokenizer, limit)
+    longest = int(train_set.lengths().max()) if config.position_gap and len(train_set) else 0
+    if limit is not None and longest + config.position_gap > limit:
         raise InputError(f"position_gap: {config.position_gap} after the longest example "
-                         f"({train_set.lengths().max()} tokens) passes the model's {positions} positions")
+                         f"({longest} tokens) passes the model's {limit} positions")
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     per_step = config.micro_batch * config.accumulation * world

@@ -4,10 +4,11 @@
 # commands in docs/results.md).
 # About 80 + 200 minutes on 2 CPU cores (see README.md beside this file). Runs one job at a
 # time: two trainings on 2 cores are slower together than one after the other.
-# With --gpu, the adapters' two GPU stages follow (gpu-stage.sh: about 7 + 5 minutes on one
+# With --gpu, the adapters' GPU stages follow (gpu-stage.sh: about 7 + 5 + 6 minutes on one
 # GPU) for every adapter with a .gpu recipe (all but parity Re-Tuning, made on the CPU alone).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source training/bundled/data.sh
 gpu=0
 if [ "${1:-}" = "--gpu" ]; then gpu=1; shift; fi
 only=("$@")
@@ -16,6 +17,7 @@ want() { [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" $1 "* ]]; }
 cpu_stage() {
   local name=$1 stage=$2
   [ -f "training/bundled/$name$stage.toml" ] || return 0
+  ensure_data "$name" "training/bundled/$name$stage.toml"
   retune train --recipe "training/bundled/$name$stage.toml" --out "runs/bundled/$name$stage"
   training/bundled/ship.sh "$name" "runs/bundled/$name$stage" "$stage"
 }
@@ -29,9 +31,6 @@ for task in addition parity dp; do
   for method in retuning baseline scratchpad; do
     name="$task-$method"
     want "$name" || continue
-    # An adapter whose stages train on files of their own makes them first (NAME_data.py).
-    data_script="training/bundled/${name//-/_}_data.py"
-    [ ! -f "$data_script" ] || "${PYTHON:-python3}" "$data_script" runs/bundled
     # Stages, each continuing the one before: constant rate, then .echo (parity Re-Tuning),
     # decay to zero (.anneal), more long problems (.long).
     for stage in "" .echo .anneal .long; do cpu_stage "$name" "$stage"; done
@@ -44,7 +43,9 @@ if [ $gpu -eq 1 ]; then
     want "$name" && adapters+=("$name")
   done
   [ ${#adapters[@]} -eq 0 ] || training/bundled/gpu-stage.sh "${adapters[@]}"
-  second=()
-  for name in "${adapters[@]}"; do [ -f "training/bundled/$name.gpu2.toml" ] && second+=("$name"); done
-  [ ${#second[@]} -eq 0 ] || training/bundled/gpu-stage.sh --stage gpu2 "${second[@]}"
+  for stage in gpu2 gpu3; do
+    later=()
+    for name in "${adapters[@]}"; do [ -f "training/bundled/$name.$stage.toml" ] && later+=("$name"); done
+    [ ${#later[@]} -eq 0 ] || training/bundled/gpu-stage.sh --stage "$stage" "${later[@]}"
+  done
 fi

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# training/bundled/gpu-stage.sh [--stage gpu|gpu2] [NAME ...]
+# training/bundled/gpu-stage.sh [--stage gpu|gpu2|gpu3] [NAME ...]
 # A GPU stage of the bundled adapters: every training/bundled/NAME.STAGE.toml (default
 # STAGE gpu) at once on one GPU, each in its own process, then their adapters copied into
-# assets/adapters/NAME. Stage gpu (every adapter but parity Re-Tuning) comes first, then gpu2 (addition and DP Re-Tuning).
+# assets/adapters/NAME. Stage gpu (every adapter but parity Re-Tuning) comes first, then gpu2
+# (addition and DP Re-Tuning), then gpu3 (DP Re-Tuning, on the file dp_retuning_data.py
+# writes where it is missing).
 #
 # They share the GPU because one of them leaves it mostly idle: a step of a 1M-parameter
 # model is a few hundred tiny kernels, so a single process is bound by Python launching
 # them, and nine processes keep the GPU busier than one. Each recipe trains for a fixed
 # 5-6 minutes (scheduler cosine_time), so a stage takes about 7 minutes whatever the GPU.
-# Each continues the adapter of the stage before (build.sh's last, or gpu); where runs/bundled/ does not
-# hold it (a fresh clone), the copy shipped in assets/adapters/NAME is used, which is that
-# same adapter. Set RETUNE to the command that runs retune (default: retune).
+# Each continues the adapter of the stage before (build.sh's last, or the GPU stage before);
+# where runs/bundled/ does not hold it (a fresh clone), the copy shipped in
+# assets/adapters/NAME is used instead: the adapter after its last stage, so the stage then
+# trains on from there rather than repeating itself. Set RETUNE to the command that runs
+# retune (default: retune) and PYTHON to its Python (default: python3).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+source training/bundled/data.sh
 RETUNE=${RETUNE:-retune}
 stage=gpu
 if [ "${1:-}" = "--stage" ]; then stage=${2:?--stage needs gpu or gpu2}; shift 2; fi
@@ -33,6 +38,7 @@ for name in "${names[@]}"; do
     echo "gpu-stage: $name continues the shipped adapter (assets/adapters/$name)"
   fi
   mkdir -p runs/bundled
+  ensure_data "$name" "$recipe" || exit 2
   OMP_NUM_THREADS=1 $RETUNE train --recipe "$recipe" --restart >"runs/bundled/$name.$stage.log" 2>&1 &
   pids+=($!)
 done

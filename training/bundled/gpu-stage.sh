@@ -20,13 +20,13 @@ cd "$(dirname "$0")/../.."
 source training/bundled/data.sh
 RETUNE=${RETUNE:-retune}
 stage=gpu
-if [ "${1:-}" = "--stage" ]; then stage=${2:?--stage needs gpu or gpu2}; shift 2; fi
+if [ "${1:-}" = "--stage" ]; then stage=${2:?--stage needs gpu, gpu2 or gpu3}; shift 2; fi
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   for recipe in training/bundled/*."$stage".toml; do names+=("$(basename "$recipe" ."$stage".toml)"); done
 fi
 
-pids=()
+# Everything each training needs is made ready before any starts.
 for name in "${names[@]}"; do
   recipe="training/bundled/$name.$stage.toml"
   [ -f "$recipe" ] || { echo "gpu-stage: no recipe $recipe" >&2; exit 2; }
@@ -39,7 +39,11 @@ for name in "${names[@]}"; do
   fi
   mkdir -p runs/bundled
   ensure_data "$name" "$recipe" || exit 2
-  OMP_NUM_THREADS=1 $RETUNE train --recipe "$recipe" --restart >"runs/bundled/$name.$stage.log" 2>&1 &
+done
+
+pids=()
+for name in "${names[@]}"; do
+  OMP_NUM_THREADS=1 $RETUNE train --recipe "training/bundled/$name.$stage.toml" --restart >"runs/bundled/$name.$stage.log" 2>&1 &
   pids+=($!)
 done
 
@@ -48,8 +52,12 @@ for i in "${!names[@]}"; do
   name=${names[$i]}
   if wait "${pids[$i]}"; then
     out="runs/bundled/$name.$stage"
-    training/bundled/ship.sh "$name" "$out" ".$stage"
-    echo "gpu-stage: $name done: $(tail -n 1 "$out/loss.jsonl" 2>/dev/null)"
+    if training/bundled/ship.sh "$name" "$out" ".$stage"; then
+      echo "gpu-stage: $name done: $(tail -n 1 "$out/loss.jsonl" 2>/dev/null)"
+    else
+      failed=1
+      echo "gpu-stage: $name trained but could not be copied into assets/adapters/$name" >&2
+    fi
   else
     failed=1
     echo "gpu-stage: $name failed; its log, runs/bundled/$name.$stage.log, ends:" >&2

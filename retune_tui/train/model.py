@@ -82,7 +82,7 @@ def _continue_adapter(model: Any, config: TrainConfig) -> Any:
     return model
 
 
-def random_model(config_path: str | None, tokenizer: Any, dtype: Any, device: Any = "cpu") -> Any:
+def random_model(config_path: str | None, tokenizer: Any, dtype: Any, device: Any) -> Any:
     """Random weights of the architecture in ``config_path`` (for from-scratch training and memory benchmarks).
 
     The weights are made on ``device``: a 7B model's random initialisation takes

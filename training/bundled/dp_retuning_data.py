@@ -2,8 +2,8 @@
 
     python training/bundled/dp_retuning_data.py [FOLDER] [--problems N --times T --seed S --name F]
 
-writes ``dp-retuning-focus.jsonl`` into FOLDER (default ``runs/bundled``; build.sh runs it
-before the adapter's stages, ``training/bundled/dp-retuning.gpu3.toml`` reads it): oracle
+writes ``dp-retuning-focus.jsonl`` into FOLDER (default ``runs/bundled``; gpu-stage.sh runs it
+where that file is missing, ``training/bundled/dp-retuning.gpu3.toml`` reads it): oracle
 examples of 30,000 2-5-element problems with the paper's weighting, in which every context
 that makes a "chosen indices" call on a 5-element array appears 28 times, so they are a
 quarter of the examples (560,000, about 130 MB; 20 seconds).

@@ -134,6 +134,19 @@ def test_position_gap_moves_each_completion_on_and_leaves_its_prompt():
     assert "position_ids" not in ds.collate(0)(items)
 
 
+def test_position_stride_spaces_each_example_evenly_by_its_own_random_stride():
+    items = [{"input_ids": list(range(1, 9)), "labels": [ds.IGNORE] * 5 + [6, 7, 8]}] * 40
+    positions = ds.collate(0, seed=3, position_stride=2.0)(items)["position_ids"]
+    assert positions.dtype == torch.float32 and (positions[:, 0] == 0).all()
+    steps = positions.diff(dim=1)
+    assert torch.allclose(steps, steps[:, :1].expand_as(steps))  # one stride per example
+    assert steps.min() >= 1 and steps.max() <= 2 and len(set(steps[:, 0].tolist())) > 30
+    gapped = ds.collate(0, position_gap=10, seed=3, position_stride=2.0)(items)["position_ids"]
+    jump = gapped[:, 5] - gapped[:, 4]
+    stride = gapped[:, 1] - gapped[:, 0]
+    assert (jump >= stride - 1e-5).all() and (jump > stride + 1e-3).any()  # the gap, spaced too
+
+
 def test_written_examples_read_back_as_a_recipes_data(tmp_path):
     examples = ds.oracle_examples("dp", "retuning", (2, 3), 5, 0, False)
     ds.write_examples(tmp_path / "data.jsonl", examples)
@@ -282,6 +295,7 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     (dict(method="baseline", perturbed_returns=0.5), "perturbed_returns: only Re-Tuning data"),
     (dict(prompt_filler=-1), "prompt_filler: must be >= 0"),
     (dict(position_gap=-5), "position_gap: must be >= 0"),
+    (dict(position_stride=0.5), "position_stride: must be in \\[1, 8\\]"),
 ])
 def test_bad_settings_name_the_field(base, tmp_path, settings, message):
     with pytest.raises(InputError, match=message):
@@ -289,7 +303,7 @@ def test_bad_settings_name_the_field(base, tmp_path, settings, message):
 
 
 def test_a_position_gap_past_the_models_positions_is_refused_before_training(base, tmp_path):
-    with pytest.raises(InputError, match="position_gap: 100000 after the longest example"):
+    with pytest.raises(InputError, match="position_gap, position_stride: the longest example"):
         train(quick(base, tmp_path / "gap", position_gap=100_000), progress=False)
     assert not (tmp_path / "gap" / "adapter_model.safetensors").exists()
 
@@ -391,3 +405,21 @@ def test_two_processes_on_cpu_make_one_adapter(base, tmp_path):
     assert (tmp_path / "ddp" / "adapter_model.safetensors").exists()
     assert json.loads((tmp_path / "ddp" / "retune.json").read_text())["steps"] == 10
     assert result.stdout.count("trained 10 steps") == 2  # both ranks finish; only rank 0 writes
+
+
+def test_position_stride_trains_and_is_recorded(base, tmp_path):
+    train(quick(base, tmp_path / "stride", max_steps=6, save_steps=100, position_stride=1.5), progress=False)
+    manifest = json.loads((tmp_path / "stride" / "retune.json").read_text())
+    assert manifest["weighting"]["position_stride"] == 1.5
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "stride" / "loss.jsonl").read_text().splitlines()]
+    assert all(loss == loss and loss < 10 for loss in losses)  # fractional ids reached the model: no NaN
+
+
+def test_position_stride_is_refused_for_a_model_without_rotary_positions(tmp_path):
+    path = tmp_path / "gpt2"
+    model, tok = tiny_model("gpt2", dtype=torch.float32)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    with pytest.raises(InputError, match="position_stride: needs rotary position embeddings"):
+        train(quick(path, tmp_path / "out", position_stride=1.5), progress=False)
+    assert not (tmp_path / "out" / "adapter_model.safetensors").exists()

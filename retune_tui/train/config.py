@@ -40,6 +40,7 @@ class TrainConfig:
     skills_replay: float = field(default=0.0, metadata={"help": "fraction of the examples drawn from the skills a base is pre-trained on (copy, drop first, prepend of 1-40 elements): rehearsing them keeps the base's copying, which a task adapter otherwise overwrites (0: off)"})
     prompt_filler: int = field(default=0, metadata={"help": "put the tail (1 to this many characters) of random skills text in front of four prompts in five, so the model cannot tell where it is from the distance to the context's start (a help to longer problems than trained; 0: off)"})
     position_gap: int = field(default=0, metadata={"help": "move each example's completion on by a random 0 to this many position ids, so the model meets prompt-to-completion distances longer than its problems' own (a help to copy longer inputs than trained; 0: off)"})
+    position_stride: float = field(default=1.0, metadata={"help": "space each example's position ids by a random stride from 1 to this, so the model meets the distances of longer problems than its own while inference keeps a stride of 1 (1: off)"})
     perturbed_returns: float = field(default=0.0, metadata={"help": "Re-Tuning: for this fraction of the examples that use a returned value, add a copy with another value (one digit changed) and the oracle's completion for it, so a parent cannot ignore what its call returned (0: off)"})
     # model
     full: bool = field(default=False, metadata={"help": "train every weight instead of a LoRA adapter"})
@@ -109,6 +110,8 @@ class TrainConfig:
         for name in ("prompt_filler", "position_gap"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not 1 <= self.position_stride <= 8:
+            raise InputError(f"position_stride: must be in [1, 8], got {self.position_stride}")
         if not 0 <= self.curriculum <= 1:
             raise InputError(f"curriculum: must be in [0, 1], got {self.curriculum}")
         if self.warmup < 0:

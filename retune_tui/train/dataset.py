@@ -283,11 +283,15 @@ class TokenizedExamples(torch.utils.data.Dataset):
         return {"input_ids": ids, "labels": labels}
 
 
-def collate(pad_id: int, position_gap: int = 0, seed: int = 0):
+def collate(pad_id: int, position_gap: int = 0, seed: int = 0, position_stride: float = 1.0):
     """Right-pad a micro-batch (items' ids and labels as lists or arrays): pad id in inputs,
     0 in the mask, -100 in labels. With ``position_gap`` > 0, each example's completion gets
     its position ids moved on by a random 0 to ``position_gap``, so the model meets relative
-    distances between the prompt and what it writes longer than its problems' own."""
+    distances between the prompt and what it writes longer than its problems' own. With
+    ``position_stride`` > 1, each example's position ids are spaced by a random stride from 1
+    to ``position_stride`` (fractional ids, which rotary embeddings take as they are), so the
+    model meets every distance of a longer problem inside its own examples while the spacing
+    it meets at inference (1) stays among those it was trained on."""
     rng = np.random.default_rng(seed)
 
     def collate_fn(items: list[dict[str, Sequence[int]]]) -> dict[str, torch.Tensor]:
@@ -301,11 +305,17 @@ def collate(pad_id: int, position_gap: int = 0, seed: int = 0):
         mask = (np.arange(width) < lengths[:, None]).astype(np.int64)
         batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask),
                  "labels": torch.from_numpy(labels)}
-        if position_gap > 0:
-            starts = (labels != IGNORE).argmax(axis=1)
-            gaps = rng.integers(0, position_gap, size=len(items), endpoint=True)
-            positions = np.arange(width)[None, :] + (np.arange(width)[None, :] >= starts[:, None]) * gaps[:, None]
-            batch["position_ids"] = torch.from_numpy(positions.astype(np.int64))
+        if position_gap > 0 or position_stride > 1:
+            positions = np.broadcast_to(np.arange(width, dtype=np.float64), (len(items), width))
+            if position_gap > 0:
+                starts = (labels != IGNORE).argmax(axis=1)
+                gaps = rng.integers(0, position_gap, size=len(items), endpoint=True)
+                positions = positions + (np.arange(width)[None, :] >= starts[:, None]) * gaps[:, None]
+            if position_stride > 1:
+                positions = positions * rng.uniform(1.0, position_stride, size=len(items))[:, None]
+                batch["position_ids"] = torch.from_numpy(positions.astype(np.float32))
+            else:
+                batch["position_ids"] = torch.from_numpy(positions.astype(np.int64))
         return batch
 
     return collate_fn

@@ -161,10 +161,14 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     model = build_model(config, tokenizer, device, dtype)
     limit = max_positions(base_model_of(model).config)
     train_set = ds.TokenizedExamples(examples, tokenizer, limit)
-    longest = int(train_set.lengths().max()) if config.position_gap and len(train_set) else 0
-    if limit is not None and longest + config.position_gap > limit:
-        raise InputError(f"position_gap: {config.position_gap} after the longest example "
-                         f"({longest} tokens) passes the model's {limit} positions")
+    if config.position_stride > 1 and not any("rotary" in type(m).__name__.lower() for m in model.modules()):
+        raise InputError("position_stride: needs rotary position embeddings (fractional position ids); "
+                         f"{config.base or config.base_config} has none")
+    longest = int(train_set.lengths().max()) if len(train_set) else 0
+    if limit is not None and (longest + config.position_gap) * config.position_stride > limit:
+        raise InputError(f"position_gap, position_stride: the longest example ({longest} tokens) moved on by "
+                         f"{config.position_gap} and spaced by {config.position_stride} passes the model's "
+                         f"{limit} positions")
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     per_step = config.micro_batch * config.accumulation * world
@@ -202,7 +206,7 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     log = LossLog(out / "loss.jsonl", resume_step=_step_of(resume))
     lr_factor = TimeCosine(config.max_minutes, int(config.warmup)) if config.scheduler == "cosine_time" else None
     callbacks = [log, TimeLimit(config.max_minutes, lr_factor)] + ([ProgressBar(lr_factor)] if progress else [])
-    collator = ds.collate(tokenizer.pad_token_id, config.position_gap, config.data_seed)
+    collator = ds.collate(tokenizer.pad_token_id, config.position_gap, config.data_seed, config.position_stride)
     trainer = ReTrainer.make(sampler, lr_factor, model=model, args=args, train_dataset=train_set,
                              data_collator=collator, callbacks=callbacks)
     if trainer.is_world_process_zero():
@@ -282,7 +286,7 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
         train_lengths=_trained_sizes(config),
         weighting={k: settings[k] for k in ("reweight", "problems", "data", "curriculum", "repeat_long",
                                             "skills_replay", "perturbed_returns", "prompt_filler",
-                                            "position_gap")},
+                                            "position_gap", "position_stride")},
         lora=_lora_settings(model),
         steps=steps,
         final_loss=loss,

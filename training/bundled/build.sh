@@ -31,9 +31,9 @@ for task in addition parity dp; do
   for method in retuning baseline scratchpad; do
     name="$task-$method"
     want "$name" || continue
-    # Stages, each continuing the one before: constant rate, then .echo (parity Re-Tuning),
-    # decay to zero (.anneal), more long problems (.long).
-    for stage in "" .echo .anneal .long; do cpu_stage "$name" "$stage"; done
+    # Stages, each continuing the one before: the first, then .echo (parity Re-Tuning),
+    # decay to zero (.anneal), more long problems (.long, and parity Re-Tuning's .long2).
+    for stage in "" .echo .anneal .long .long2; do cpu_stage "$name" "$stage"; done
   done
 done
 if [ $gpu -eq 1 ]; then

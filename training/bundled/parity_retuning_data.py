@@ -1,4 +1,4 @@
-"""The data of the bundled parity Re-Tuning adapter's three stages, one file per stage.
+"""The data of the bundled parity Re-Tuning adapter's four stages (the last two share a file).
 
     python training/bundled/parity_retuning_data.py runs/bundled
 
@@ -17,8 +17,8 @@ writes into that folder:
   list and ignore what came back (the returned value and the first bit each say nothing of
   the answer alone: it is their XOR); from this it learns to use the returned value, then
   the XOR;
-* ``parity-long.jsonl`` (stage ``.long``): the echo examples plus a quarter as many call
-  contexts of 16-21 bits, where the echo stage had left a few calls miscopied.
+* ``parity-long.jsonl`` (stages ``.long`` and ``.long2``): the echo examples plus a quarter as
+  many call contexts of 16-21 bits, where the echo stage had left a few calls miscopied.
 
 Every file is the same byte for byte on every run (fixed seeds).
 """

@@ -2,7 +2,7 @@
 # training/bundled/build.sh [--gpu] [NAME ...]
 # Rebuild everything in assets/: the base, then the nine adapters (evaluate them with the
 # commands in docs/results.md).
-# About 80 + 200 minutes on 2 CPU cores (see README.md beside this file). Runs one job at a
+# About 80 + 225 minutes on 2 CPU cores (see README.md beside this file). Runs one job at a
 # time: two trainings on 2 cores are slower together than one after the other.
 # With --gpu, the adapters' GPU stages follow (gpu-stage.sh: about 7 + 5 + 6 minutes on one
 # GPU) for every adapter with a .gpu recipe (all but parity Re-Tuning, made on the CPU alone).

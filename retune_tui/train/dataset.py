@@ -313,9 +313,7 @@ def collate(pad_id: int, position_gap: int = 0, seed: int = 0, position_stride: 
                 positions = positions + (np.arange(width)[None, :] >= starts[:, None]) * gaps[:, None]
             if position_stride > 1:
                 positions = positions * rng.uniform(1.0, position_stride, size=len(items))[:, None]
-                batch["position_ids"] = torch.from_numpy(positions.astype(np.float32))
-            else:
-                batch["position_ids"] = torch.from_numpy(positions.astype(np.int64))
+            batch["position_ids"] = torch.from_numpy(positions.astype(np.float32 if position_stride > 1 else np.int64))
         return batch
 
     return collate_fn

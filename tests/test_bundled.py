@@ -30,12 +30,13 @@ SAMPLES = {
 }
 # Problems the bundled adapters solve with the oracle's exact recursion (checked one by one).
 # Addition: a base case, one call, a carry through every digit, the example, nine
-# and fifteen digits. Parity: up to twenty-one bits, and twenty-five (past the trained sizes,
+# and fifteen digits, and eighteen (past the trained sizes, solved since addition Re-Tuning
+# trains with position_stride). Parity: up to twenty-one bits, and twenty-five (past the trained sizes,
 # solved since parity's stages train with position_stride). DP: two to five elements ([2, 2, -3, 5, 1]
 # was answered right through a miscopied call until DP's third GPU stage).
 SOLVED = {
     "addition": ["7 + 7", "44 + 78", "99999 + 1", "48213 + 90771", "123456789 + 987654321",
-                 "482131234567891 + 907712345678912"],
+                 "482131234567891 + 907712345678912", "155670462648394832 + 208524553037123627"],
     "parity": ["1 1", "0 1 1", "1 0 1 1", "1 0 1 1 0 1 0 0 1 1", "0 1 1 0 1 0 0 1 1 1 0 1 0 1 1 0 0 1 0 1 1",
                "1 0 1 1 0 0 1 0 1 1 1 0 0 1 0 1 1 0 1 0 0 0 1 1 0"],
     "dp": ["[-1, 4]", "[5, 1, 4]", "[3, -2, 5, 1]", "[2, 2, -3, 5, 1]"],

@@ -8,13 +8,15 @@
 #
 # They share the GPU because one of them leaves it mostly idle: a step of a 1M-parameter
 # model is a few hundred tiny kernels, so a single process is bound by Python launching
-# them, and nine processes keep the GPU busier than one. Each recipe trains for a fixed
-# 5-6 minutes (scheduler cosine_time), so a stage takes about 7 minutes whatever the GPU.
-# Each continues the adapter of the stage before (build.sh's last, or the GPU stage before);
-# where runs/bundled/ does not hold it (a fresh clone), the copy shipped in
-# assets/adapters/NAME is used instead: the adapter after its last stage, so the stage then
-# trains on from there rather than repeating itself. Set RETUNE to the command that runs
-# retune (default: retune) and PYTHON to its Python (default: python3).
+# them, and nine processes keep the GPU busier than one. Most recipes train for a fixed
+# 5-6 minutes (scheduler cosine_time), so such a stage takes about 7 minutes whatever the
+# GPU; addition Re-Tuning's two fix their steps instead (they took 8 and 2 minutes on an H100).
+# Each continues the adapter of the stage before (build.sh's last, or the GPU stage before),
+# but for addition Re-Tuning's first, a fresh LoRA (that adapter is made on the GPU alone).
+# Where runs/bundled/ does not hold the adapter to continue (a fresh clone), the copy shipped
+# in assets/adapters/NAME is used instead: the adapter after its last stage, so the stage
+# then trains on from there rather than repeating itself. Set RETUNE to the command that
+# runs retune (default: retune) and PYTHON to its Python (default: python3).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source training/bundled/data.sh
@@ -31,7 +33,7 @@ for name in "${names[@]}"; do
   recipe="training/bundled/$name.$stage.toml"
   [ -f "$recipe" ] || { echo "gpu-stage: no recipe $recipe" >&2; exit 2; }
   init=$(sed -n 's/^init_adapter = "\(.*\)"$/\1/p' "$recipe")
-  if [ ! -f "$init/retune.json" ]; then
+  if [ -n "$init" ] && [ ! -f "$init/retune.json" ]; then
     [ -f "assets/adapters/$name/retune.json" ] || { echo "gpu-stage: $init is missing and no adapter is shipped for $name" >&2; exit 2; }
     mkdir -p "$init"
     cp "assets/adapters/$name"/{adapter_config.json,adapter_model.safetensors,retune.json} "$init/"

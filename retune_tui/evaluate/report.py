@@ -144,7 +144,7 @@ def plot_results(runs: list[RunResult], path: Path, title: str | None = None) ->
     by_task: dict[str, list[RunResult]] = defaultdict(list)
     for run in runs:
         by_task[run.task].append(run)
-    fig, axes = plt.subplots(1, len(by_task), figsize=(5.5 * len(by_task), 3.8), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(1, len(by_task), figsize=(5.5 * len(by_task), 4.4), dpi=110, squeeze=False)
     for ax, (task, task_runs) in zip(axes[0], by_task.items()):
         trained = [r.trained for r in task_runs if r.trained]
         if trained:
@@ -159,7 +159,8 @@ def plot_results(runs: list[RunResult], path: Path, title: str | None = None) ->
                         linestyle="--", color=line.get_color(), linewidth=1, label=f"{run.label}: the oracle's way")
         ax.set(title=task, xlabel="problem size", ylabel="accuracy (%)", ylim=(-3, 103))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        # Below the axes: inside, it hid a curve wherever one ran high at the right.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

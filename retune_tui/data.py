@@ -40,6 +40,14 @@ PAPER_WEIGHTING: dict[str, tuple[float, dict[int, float]]] = {
 }
 
 
+MAX_SIZE = 1000  # a problem's oracle trace is about size² characters: 1,000 is already a million
+
+
+def check_size(size: int) -> None:
+    if size > MAX_SIZE:
+        raise InputError(f"size {size} is past the largest this tool makes problems of ({MAX_SIZE})")
+
+
 def parse_lengths(text: str) -> tuple[int, int]:
     """``"1-15"`` → (1, 15); ``"7"`` → (7, 7)."""
     parts = text.replace(" ", "").split("-")
@@ -217,7 +225,14 @@ class _Serial:
 
 
 def _pool(workers: int):
-    return _Serial() if workers <= 1 else ProcessPoolExecutor(workers)
+    return _Serial() if workers <= 1 else ProcessPoolExecutor(workers, initializer=_quiet_on_interrupt)
+
+
+def _quiet_on_interrupt() -> None:
+    """In a worker: Ctrl-C ends it at once, without a traceback (the main process reports it)."""
+    import signal
+
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:

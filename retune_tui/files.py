@@ -1,13 +1,28 @@
-"""Writing files so that a crash never leaves half a file where a good one was."""
+"""Writing files so that a crash never leaves half a file where a good one was, and a
+command never replaces a file the user has unless told to."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from retune_tui.errors import UserError
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a new file at ``path`` gets: those of the file it replaces, else the
+    umask's (``mkstemp`` alone would make every output readable by its owner only)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 @contextlib.contextmanager
@@ -15,9 +30,12 @@ def atomic_open(path: str | Path) -> Iterator[IO[str]]:
     """Open a temporary file beside ``path`` for writing; it replaces ``path`` only if the
     block finishes, and is removed if it does not."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a directory; give a file name", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yield fh
         os.replace(tmp, path)
@@ -29,3 +47,28 @@ def atomic_open(path: str | Path) -> Iterator[IO[str]]:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_open(path) as fh:
         fh.write(text)
+
+
+def check_output(path: str | Path | None, *, overwrite: bool, option: str = "--out") -> None:
+    """Before any work: ``path`` can be written as a file, and is not one the user already
+    has unless ``overwrite`` (the finished work is not then lost at the last step)."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a directory; give a file name")
+    if path.exists() and not overwrite:
+        raise UserError(f"{option} {path} exists; pass --overwrite to replace it")
+    check_folder(path.parent, option)
+
+
+def check_folder(folder: str | Path, option: str) -> None:
+    """``folder`` is, or can be made, a writable directory."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option}: cannot write in {existing}")

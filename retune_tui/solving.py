@@ -58,7 +58,9 @@ class Backend:
                             "pass --base (and --adapter), or --model oracle")
         return ModelSpec(str(base), str(adapter), self.device, self.dtype)
 
-    def generator(self, task: Task, method: Method) -> Generator:
+    def generator(self, task: Task, method: Method, *, batched: bool = False) -> Generator:
+        """What writes the segments of ``task`` with ``method``; ``batched``: for many
+        problems at once (a single problem runs on one CPU thread, see loading.py)."""
         spec = self.spec(task, method)
         if spec is None:
             return OracleGenerator(task, method)
@@ -70,6 +72,10 @@ class Backend:
         except ValueError as exc:
             raise InputError(str(exc)) from None
         loaded = load_model(spec, task=task.name, method=method.value)
+        if not batched:
+            from retune_tui.engine.loading import threads_for_one_problem
+
+            threads_for_one_problem(loaded.model)
         return HFGenerator(loaded.model, loaded.tokenizer, name=loaded.name, sampling=sampling)
 
 
@@ -143,7 +149,7 @@ def solve_file(path: Path, out: Path | None, *, task: str | None, method: str | 
     with progress_bar("solving") as bar:
         job = bar.add_task("solve", total=len(problems))
         for the_task, group in by_task.values():
-            runner = Runner(the_task, the_method, backend.generator(the_task, the_method), limits)
+            runner = Runner(the_task, the_method, backend.generator(the_task, the_method, batched=True), limits)
             for event in runner.events(group, first_tree=len(traces)):
                 events.append(event)
                 if isinstance(event, RunFinished):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +43,7 @@ def test_solve_every_method(method):
     (("solve", "12x", "--model", "oracle"), "not a problem of any task"),
     (("solve", "1 2 3", "--task", "parity"), "not a parity problem"),
     (("solve", "1 + 2", "--method", "cot"), "unknown method"),
-    (("solve", "1 + 2", "--max-depth", "-1"), "max_depth must be positive"),
+    (("solve", "1 + 2", "--max-depth", "-1"), "max_depth must be 0 (the top context only) or more"),
     (("solve", "1 + 2", "--adapter", "x"), "--adapter needs"),
     (("data", "multiplication", "--problem", "1"), "unknown task"),
     (("data", "addition", "--lengths", "9-2", "--out", "x.jsonl"), "bad length range"),
@@ -108,3 +110,94 @@ def test_help_imports_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
     out = subprocess.run([sys.executable, "-m", "retune_tui.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "solve" in out.stdout
+
+
+def test_an_existing_output_is_kept_unless_overwrite_and_new_files_follow_the_umask(tmp_path):
+    out = tmp_path / "d.jsonl"
+    out.write_text("mine\n")
+    args = ("data", "parity", "--n", "5", "--lengths", "1-3", "--out", str(out), "--workers", "1")
+    refused = invoke(*args)
+    assert refused.exit_code == 1 and "exists; pass --overwrite" in refused.output
+    assert out.read_text() == "mine\n"
+    assert invoke(*args, "--overwrite").exit_code == 0 and out.read_text() != "mine\n"
+    save = tmp_path / "t.jsonl"
+    save.write_text("mine\n")
+    assert invoke("solve", "1 + 2", "--model", "oracle", "--save", str(save)).exit_code == 1
+    assert save.read_text() == "mine\n"
+    fresh = tmp_path / "new.jsonl"
+    old = os.umask(0o022)
+    try:
+        assert invoke("solve", "1 + 2", "--model", "oracle", "--save", str(fresh)).exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o644  # readable by others, as any file the user makes
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("eval", "--oracle", "--task", "parity", "--sizes", "2", "--n", "1", "--out", "{dir}"), "is a directory"),
+    (("eval", "--oracle", "--task", "parity", "--sizes", "2", "--n", "1", "--out", "{dir}/r.json",
+      "--failures", "{file}"), "is a file; give a folder"),
+    (("eval", "--oracle", "--task", "parity", "--sizes", "2", "--n", "1", "--out", "{dir}/r.json",
+      "--plot", "{dir}/r.xyz"), "a plot is written as .png"),
+    (("solve", "1 + 2", "--model", "oracle", "--save", "{dir}"), "is a directory"),
+    (("solve", "1 + 2", "--model", "oracle", "--save", "{file}/t.jsonl"), "is a file, not a folder"),
+])
+def test_a_bad_output_path_is_refused_before_any_work(tmp_path, args, message):
+    (tmp_path / "f").write_text("x")
+    result = invoke(*(a.format(dir=tmp_path, file=tmp_path / "f") for a in args))
+    assert result.exit_code in (1, 2) and message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("data", "parity", "--problem", "1 0", "--out", "x.jsonl"), "give one of them"),
+    (("data", "parity", "--problem", "1 0", "--format", "xml"), "unknown --format 'xml'"),
+    (("data", "parity", "--lengths", "2-5000", "--out", "x.jsonl"), "size 5000 is past the largest"),
+    (("eval", "--adapter", str(Path(__file__).parent.parent / "assets/adapters/addition-retuning"), "--task",
+      "parity"), "was trained for addition"),
+    (("eval", "--oracle", "--task", "parity", "--methods", ","), "--methods names none"),
+    (("solve", "--file", "p.txt", "--out", "a.jsonl", "--save", "b.jsonl"), "give one"),
+])
+def test_conflicting_or_impossible_options_are_one_line(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_report_refuses_a_file_twice_and_a_file_of_no_runs(tmp_path):
+    empty = tmp_path / "e.json"
+    empty.write_text('{"settings": {}, "runs": []}')
+    assert "holds no evaluated runs" in invoke("report", str(empty)).output
+    twice = invoke("report", str(empty), str(empty))
+    assert twice.exit_code == 2 and "named twice" in twice.output
+    other = tmp_path / "o.json"
+    other.write_text('{"some": "json"}')
+    assert "is not a `retune eval` results file (no 'runs' field)" in invoke("report", str(other)).output
+
+
+def test_usage_errors_are_one_line_with_a_hint():
+    def retune(*args):
+        return subprocess.run([sys.executable, "-m", "retune_tui.cli", *args], capture_output=True, text=True)
+
+    unquoted = retune("solve", "12", "+", "34")
+    assert unquoted.returncode == 2 and unquoted.stderr.count("\n") == 1
+    assert "put a problem with spaces in quotes" in unquoted.stderr and "retune solve --help" in unquoted.stderr
+    negative = retune("solve", "-2 3 5")
+    assert negative.returncode == 2 and "put -- before it" in negative.stderr
+    assert retune("solve", "--model", "oracle", "--", "-2 3 5").returncode == 0
+
+
+def test_a_problem_deeper_than_pythons_recursion_limit():
+    from retune_tui.evaluate.faults import writing_order
+    from retune_tui.tasks import get_method, get_task
+    from retune_tui.trace import Node, Segment, Trace
+
+    parity, retuning = get_task("parity"), get_method("retuning")
+    bits = sys.getrecursionlimit() + 100
+    problem = parity.parse(" ".join("1" * bits))
+    examples = parity.oracle_examples(problem, retuning)
+    assert len(examples) == 2 * bits - 1 and parity.oracle_answer(problem, retuning) == str(bits % 2)
+    trace = Trace(0, nodes={d: Node(d, d - 1 if d else None, d, "p", [Segment("c", call=d + 1)], [d + 1])
+                            for d in range(bits)})
+    assert sum(1 for _ in writing_order(trace)) == bits

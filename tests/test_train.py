@@ -423,3 +423,41 @@ def test_position_stride_is_refused_for_a_model_without_rotary_positions(tmp_pat
     with pytest.raises(InputError, match="position_stride: needs rotary position embeddings"):
         train(quick(path, tmp_path / "out", position_stride=1.5), progress=False)
     assert not (tmp_path / "out" / "adapter_model.safetensors").exists()
+
+
+def test_an_out_folder_holding_other_files_is_refused(base, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "adapter_config.json").write_text('{"mine": 1}')
+    with pytest.raises(InputError, match="holds files that are not a retune run"):
+        train(quick(base, mine, max_steps=2), progress=False)
+    assert (mine / "adapter_config.json").read_text() == '{"mine": 1}'
+
+
+def test_a_finished_run_run_again_is_left_as_it_was(base, tmp_path):
+    first = train(quick(base, tmp_path / "run", max_steps=20, save_steps=10), progress=False)
+    manifest = (tmp_path / "run" / "retune.json").read_text()
+    again = train(quick(base, tmp_path / "run", max_steps=20, save_steps=10), progress=False)
+    assert again.already_done and again.steps == 20 and again.final_loss == first.final_loss
+    assert (tmp_path / "run" / "retune.json").read_text() == manifest
+    further = train(quick(base, tmp_path / "run", max_steps=30, save_steps=10), progress=False)
+    assert not further.already_done and further.steps == 30 and further.final_loss is not None
+
+
+def test_a_data_file_of_another_task_is_refused(tmp_path):
+    data = tmp_path / "parity.jsonl"
+    ds.write_examples(data, ds.oracle_examples("parity", "retuning", (1, 3), 5, 0, True))
+    with pytest.raises(InputError, match="does not hold addition examples"):
+        ds.file_examples(str(data), "addition")
+    assert ds.file_examples(str(data), "parity")
+
+
+def test_repeat_long_and_lengths_on_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from retune_tui.cli import app
+
+    result = CliRunner().invoke(app, ["train", "parity", "--base", "x", "--repeat-long", "5-2"])
+    assert result.exit_code == 2 and "expected SIZE,TIMES like 18,4" in result.output
+    help_text = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    assert "[size, times]" in help_text and "problem sizes [lo, hi]" in help_text  # not eaten as markup

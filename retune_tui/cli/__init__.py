@@ -88,6 +88,7 @@ MaxSegTokens = Annotated[
 ]
 MaxTotalTokens = Annotated[int | None, typer.Option(help="Tokens per problem (default: from the problem size).")]
 MaxSeconds = Annotated[float | None, typer.Option(help="Wall time per problem in seconds (default: none).")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace output files that already exist.")]
 
 
 def _limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seconds):
@@ -141,7 +142,7 @@ def _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temp
 
 def _int_list(text: str, what: str) -> list[int]:
     """``"1,64,256"`` or ``"2-5"`` (a range) → a list of positive ints."""
-    from retune_tui.data import parse_lengths
+    from retune_tui.data import check_size, parse_lengths
 
     try:
         if "," in text:
@@ -153,7 +154,28 @@ def _int_list(text: str, what: str) -> list[int]:
         values = []
     if not values or min(values) < 1:
         raise InputError(f"bad {what} {text!r}; expected positive numbers like '1,64,256' or a range like '2-5'")
+    if what == "sizes":
+        check_size(max(values))
     return values
+
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _plot_path(path: Path | None, overwrite: bool) -> Path | None:
+    """Where a plot goes (a name without a suffix gets ``.png``), checked before any work."""
+    from retune_tui.files import check_output
+
+    if path is None:
+        return None
+    if path.is_dir():
+        raise InputError(f"--plot {path} is a directory; give a file name")
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise InputError(f"--plot {path}: a plot is written as {', '.join(PLOT_SUFFIXES)}")
+    check_output(path, overwrite=overwrite, option="--plot")
+    return path
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -165,7 +187,38 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def main() -> None:
-    app(prog_name="retune")
+    import signal
+    import sys
+
+    # `kill` and `timeout` send SIGTERM: exit as after Ctrl-C, through every cleanup on the way
+    # (a half-written output's temporary file is removed).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.exit(run_cli(sys.argv[1:]))
+
+
+def run_cli(args: list[str]) -> int:
+    """Run ``retune ARGS``; a usage error (unknown option, missing argument) is one line."""
+    from typer.exceptions import TyperException
+
+    try:
+        code = app(args, prog_name="retune", standalone_mode=False)
+    except TyperException as exc:  # typer's own click raises these for the command line
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            return 0
+        message = exc.format_message()
+        if message.startswith("No such option: -") and message[len("No such option: -"):][:1].isdigit():
+            message += " (a problem that starts with '-': put -- before it)"
+        if message.startswith("Got unexpected extra argument"):
+            message += " (put a problem with spaces in quotes)"
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        typer.echo(f"error: {message}{where}", err=True)
+        return 2 if ctx is not None else exc.exit_code
+    except typer.Abort:
+        typer.echo("error: interrupted", err=True)
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 # The commands register themselves on `app` when imported.

@@ -9,10 +9,9 @@ import typer
 
 from retune_tui.cli import (
     AdapterOpt,
-    BaseOpt,
     DeviceOpt,
     DtypeOpt,
-    TaskOpt,
+    OverwriteOpt,
     _backend,
     _int_list,
     _write_json,
@@ -43,13 +42,19 @@ def bench_memory(
     lora_r: Annotated[int, typer.Option(help="LoRA rank (alpha = rank).")] = 64,
     device: DeviceOpt = "auto",
     out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("bench-memory.json"),
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Peak GPU memory of one LoRA training step per method (on a CPU: the sequence lengths)."""
     from rich.console import Console
     from rich.table import Table
 
     from retune_tui.bench.memory import memory_benchmark
+    from retune_tui.files import check_output
     from retune_tui.tasks import get_method
+
+    check_output(out, overwrite=overwrite)
+    if micro_batch < 1 or lora_r < 1:
+        raise InputError("--micro-batch and --lora-r must be at least 1")
 
     if (base is None) == (base_config is None):
         raise InputError("give --base (weights) or --base-config (an architecture config.json)")
@@ -80,9 +85,12 @@ def bench_memory(
 @bench_app.command("inference")
 @guarded
 def bench_inference(
-    base: BaseOpt = None,
+    base: Annotated[str | None, typer.Option(
+        "--base", "--model", help="Base model: a local directory or a hub name (default: the bundled model).")] = None,
     adapter: AdapterOpt = None,
-    task: TaskOpt = None,
+    task: Annotated[str | None, typer.Option(
+        "--task", "-t",
+        help="addition, parity or dp (default: the adapter's; addition for the bundled model).")] = None,
     method: Annotated[str | None, typer.Option("--method", "-m", help="Default: the adapter's.")] = None,
     sizes: Annotated[str, typer.Option(help="Problem sizes, cycled over the problems, e.g. '8' or '5-10'.")] = "8",
     counts: Annotated[str, typer.Option(help="Numbers of problems solved together.")] = "1,64,256",
@@ -90,6 +98,7 @@ def bench_inference(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("bench-inference.json"),
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Problems/s of the engine against the paper's loop (one context at a time, parents
     re-encoded after each return), same model, greedy; checks both give the same traces."""
@@ -101,8 +110,10 @@ def bench_inference(
 
     from retune_tui.bench.inference import inference_benchmark
     from retune_tui.engine.loading import load_model
+    from retune_tui.files import check_output
     from retune_tui.tasks import get_task
 
+    check_output(out, overwrite=overwrite)
     size_list, count_list = _int_list(sizes, "sizes"), _int_list(counts, "counts")
     backend = _backend(base, adapter, device, dtype, False, False)
     if backend.model is None and not backend.bundled:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from retune_tui.cli import MethodOpt, app, guarded
+from retune_tui.cli import MethodOpt, OverwriteOpt, app, guarded
 from retune_tui.errors import InputError
 
 # --- data -------------------------------------------------------------------------------
@@ -38,13 +38,19 @@ def data(
     ] = True,
     dedup: Annotated[bool, typer.Option(help="Drop examples identical to an earlier one.")] = False,
     workers: Annotated[int | None, typer.Option(help="Processes making examples (default: one per CPU).")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Make training examples from oracle traces: one per segment of every context."""
     from retune_tui import data as datasets
+    from retune_tui.files import check_output
     from retune_tui.tasks import get_method, get_task
 
     the_task, the_method = get_task(task), get_method(method)
+    if fmt not in ("jsonl", "paper"):
+        raise InputError(f"unknown --format {fmt!r}; choose jsonl or paper")
     if problem is not None:
+        if out is not None:
+            raise InputError("--problem prints one problem's examples; --out writes a data set: give one of them")
         examples = the_task.oracle_examples(the_task.parse(problem), the_method)
         if fmt == "paper":
             typer.echo("[" + ",\n".join(datasets.paper_record(ex) for ex in examples) + "]")
@@ -53,6 +59,9 @@ def data(
         return
     if out is None:
         raise InputError("give --out FILE to write a data set, or --problem TEXT to print one problem's examples")
+    check_output(out, overwrite=overwrite)
+    if lengths:
+        datasets.check_size(datasets.parse_lengths(lengths)[1])
     spec = datasets.DataSpec(
         task=the_task.name,
         method=the_method,

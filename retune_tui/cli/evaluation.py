@@ -15,9 +15,10 @@ from retune_tui.cli import (
     MaxSeconds,
     MaxSegTokens,
     MaxTotalTokens,
-    TaskOpt,
+    OverwriteOpt,
     _int_list,
     _limits,
+    _plot_path,
     app,
     guarded,
 )
@@ -51,9 +52,11 @@ def eval_command(
     base: Annotated[str | None, typer.Option(
         "--base", "--model",
         help="The base model the adapters sit on; alone, the model to evaluate (a full fine-tune, or any causal LM "
-             "with --task).")] = None,
+             "with --task); 'oracle': the same as --oracle.")] = None,
     oracle: Annotated[bool, typer.Option(help="Evaluate the oracle too (needs --task).")] = False,
-    task: TaskOpt = None,
+    task: Annotated[str | None, typer.Option(
+        "--task", "-t", help="addition, parity or dp: what the oracle or a model without a manifest solves; "
+                             "with adapters, only theirs (default: every bundled adapter).")] = None,
     methods: Annotated[str, typer.Option(help="With --oracle: methods, comma-separated.")] = "retuning",
     sizes: Annotated[
         str | None, typer.Option(help="Sizes, e.g. '2-60' or '5,10,20' (default: the task's range).")
@@ -74,14 +77,26 @@ def eval_command(
     max_segment_tokens: MaxSegTokens = None,
     max_total_tokens: MaxTotalTokens = None,
     max_seconds: MaxSeconds = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Accuracy by problem size, in and beyond the trained sizes, and where wrong answers went wrong."""
     import time
 
     from retune_tui.evaluate import EvalConfig, count_problems, run_eval
     from retune_tui.evaluate.report import write_results
+    from retune_tui.files import check_folder, check_output
     from retune_tui.render import progress_bar
 
+    check_output(out, overwrite=overwrite)
+    plot = _plot_path(plot or out.with_suffix(".png"), overwrite)
+    if failures is not None:
+        if failures.exists() and not failures.is_dir():
+            raise InputError(f"--failures {failures} is a file; give a folder")
+        check_folder(failures, "--failures")
+        if not overwrite and any(failures.glob("*-failures.rank*.jsonl")):
+            raise InputError(f"--failures {failures} already holds failed traces; pass --overwrite to replace them")
+    if base == "oracle":
+        oracle, base = True, None
     adapters = [str(a) for a in adapter or []]
     whole_model = not adapters and base is not None  # --model alone: that model itself
     if not adapters and not oracle and not whole_model:  # by default: the bundled adapters (of --task, if given)
@@ -125,7 +140,7 @@ def eval_command(
         "limits": {k: v for k, v in vars(config.limits).items() if v is not None},
     }
     write_results(out, runs, settings)
-    _show_results(runs, settings, plot or out.with_suffix(".png"))
+    _show_results(runs, settings, plot)
     typer.echo(f"wrote {out}")
 
 
@@ -136,13 +151,29 @@ def report_command(
     plot: Annotated[Path | None, typer.Option(help="Write the plot of all of them here (PNG).")] = None,
     details: Annotated[bool, typer.Option(help="Also the fault and teacher-forced tables.")] = True,
     markdown: Annotated[Path | None, typer.Option(help="Also write the accuracy tables as Markdown here.")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Render saved results again; several files are compared side by side."""
     from retune_tui.evaluate.report import read_results
+    from retune_tui.files import check_output
+
+    plot = _plot_path(plot, overwrite)
+    check_output(markdown, overwrite=overwrite, option="--markdown")
 
     runs, settings = [], {}
+    if len(set(results)) < len(results):
+        raise InputError("a results file is named twice")
+    by_file = []
     for path in results:
         these, settings = read_results(path)
+        if not these:
+            raise InputError(f"{path} holds no evaluated runs")
+        by_file.append((path, these))
+    labels = [run.label for _, these in by_file for run in these]
+    for path, these in by_file:
+        for run in these:
+            if labels.count(run.label) > 1:  # the same adapter in two files: say which file each is
+                run.label = f"{path.stem}: {run.label}"
         runs += these
     _show_results(runs, settings, plot, details)
     if markdown is not None:

@@ -17,6 +17,7 @@ from retune_tui.cli import (
     MaxSeconds,
     MaxSegTokens,
     MaxTotalTokens,
+    OverwriteOpt,
     PickleOpt,
     RemoteOpt,
     TaskOpt,
@@ -59,9 +60,11 @@ def solve(
     max_segment_tokens: MaxSegTokens = None,
     max_total_tokens: MaxTotalTokens = None,
     max_seconds: MaxSeconds = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Solve a problem recursively and draw its call tree while it grows."""
     from retune_tui import solving
+    from retune_tui.files import check_output
 
     limits = _limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seconds)
     backend = _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temperature, top_p, seed)
@@ -69,6 +72,10 @@ def solve(
         raise InputError("give a problem, or --file FILE with one problem a line")
     if out is not None and file is None:
         raise InputError("--out goes with --file; to keep one problem's trace use --save")
+    if file is not None and out is not None and save is not None:
+        raise InputError("--out and --save both name the traces' file; give one")
+    check_output(out, overwrite=overwrite)
+    check_output(save, overwrite=overwrite, option="--save")
     if file is not None:
         solving.solve_file(file, out or save, task=task, method=method, backend=backend, limits=limits)
     else:

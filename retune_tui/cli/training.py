@@ -31,7 +31,7 @@ def _train_options() -> list:
     for f in dc_fields(TrainConfig):
         if f.name == "task":
             continue
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("[", "\\[")  # not rich markup
         kind = str(f.type).split("[")[0].split(" ")[0]
         flag = "--" + f.name.replace("_", "-")
         if kind == "bool":
@@ -40,7 +40,9 @@ def _train_options() -> list:
         else:
             python_type = {"int": int, "float": float}.get(kind, str)
             if f.name == "lengths":
-                help_text += " as LO-HI"
+                help_text += "; on the command line LO-HI"
+            if f.name == "repeat_long":
+                help_text += "; on the command line SIZE,TIMES"
             if f.name == "lora_targets":
                 help_text += " (comma-separated)"
             annotation = Annotated[python_type | None, typer.Option(flag, help=help_text, show_default=False)]
@@ -85,10 +87,17 @@ def train(**options: Any) -> None:
         raise InputError("--resume and --restart contradict each other")
     if options.get("lengths") is not None:
         options["lengths"] = parse_lengths(options["lengths"])
+    if options.get("repeat_long") is not None:
+        options["repeat_long"] = _size_and_times(options["repeat_long"])
     if options.get("lora_targets") is not None:
         options["lora_targets"] = [t.strip() for t in options["lora_targets"].split(",") if t.strip()]
     config = build_config(recipe, **options)
     result = run_training(config, restart=restart, require_checkpoint=resume)
+    if result.already_done:
+        loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
+        typer.echo(f"{result.out} already holds this run, trained for {result.steps} steps (final loss {loss}); "
+                   "nothing to do (--restart trains it again, --max-steps trains it further)")
+        return
     resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
     loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
     typer.echo(
@@ -96,6 +105,15 @@ def train(**options: Any) -> None:
         f"({result.tokens / max(result.seconds, 1e-9):,.0f} tokens/s), final loss {loss}{resumed}; "
         f"wrote {result.out}"
     )
+
+
+def _size_and_times(text: str) -> tuple[int, int]:
+    """``--repeat-long 18,4`` → (18, 4)."""
+    try:
+        size, times = (int(v) for v in text.replace(":", ",").split(","))
+    except ValueError:
+        raise InputError(f"bad --repeat-long {text!r}; expected SIZE,TIMES like 18,4") from None
+    return size, times
 
 
 def _register_train() -> None:

@@ -31,7 +31,9 @@ class Limits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None and value <= 0 and not (f.name == "max_depth" and value == 0):
+            if f.name == "max_depth" and value is not None and value < 0:
+                raise ValueError(f"max_depth must be 0 (the top context only) or more, got {value}")
+            if f.name != "max_depth" and value is not None and value <= 0:
                 raise ValueError(f"{f.name} must be positive, got {value}")
 
     def resolve(self, task: Task, problem: Hashable, method: Method) -> Limits:

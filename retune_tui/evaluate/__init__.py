@@ -60,6 +60,20 @@ class EvalConfig:
             raise InputError("evaluate a model with its adapters or alone, not both")
         if self.n < 1 or self.batch < 1:
             raise InputError("--n and --batch must be at least 1")
+        if self.oracle and not self.methods:
+            raise InputError("--methods names none; give baseline, scratchpad or retuning (comma-separated)")
+        for name in self.methods:
+            get_method(name)
+        if self.task is not None:
+            get_task(self.task)
+        for adapter in self.adapters:  # all checked before the first is evaluated
+            if not Path(adapter).is_dir():
+                raise InputError(f"adapter directory {adapter} not found")
+            manifest = Manifest.read(adapter)
+            if manifest is None:
+                raise InputError(f"{adapter} has no retune.json manifest; cannot tell its task and method")
+            if self.task is not None and manifest.task != self.task:
+                raise InputError(f"--task {self.task}, but {adapter} was trained for {manifest.task}")
 
 
 def count_problems(config: EvalConfig) -> int:

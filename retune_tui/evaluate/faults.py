@@ -40,14 +40,23 @@ class Fault:
 
 
 def writing_order(trace: Trace, node: Node | None = None) -> Iterator[tuple[Node, int, str]]:
-    """(node, segment index, context before the segment), in the order they were written."""
+    """(node, segment index, context before the segment), in the order they were written
+    (a stack, not recursion: a trace may be deeper than Python's recursion limit)."""
     node = node or trace.root
     if node is None:
         return
-    for index, context, seg in node.steps():
-        yield node, index, context
+    stack = [(node, node.steps())]
+    while stack:
+        current, steps = stack[-1]
+        step = next(steps, None)
+        if step is None:
+            stack.pop()
+            continue
+        index, context, seg = step
+        yield current, index, context
         if seg.call is not None and seg.call in trace.nodes:
-            yield from writing_order(trace, trace.nodes[seg.call])
+            child = trace.nodes[seg.call]
+            stack.append((child, child.steps()))
 
 
 def classify(task: Task, method: Method, index: int, expected: str, got: str) -> str:

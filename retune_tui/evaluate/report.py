@@ -22,8 +22,10 @@ def read_results(path: Path) -> tuple[list[RunResult], dict[str, Any]]:
         return [RunResult.from_json(r) for r in data["runs"]], data.get("settings", {})
     except OSError as exc:
         raise UserError(f"cannot read results {path}: {exc.strerror}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path} is not a `retune eval` results file ({exc})") from None
+    except KeyError as exc:
+        raise UserError(f"{path} is not a `retune eval` results file (no {exc.args[0]!r} field)") from None
+    except (ValueError, TypeError, AttributeError):
+        raise UserError(f"{path} is not a `retune eval` results file") from None
 
 
 def _off_path(row: SizeResult) -> bool:

@@ -15,7 +15,7 @@ import enum
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from random import Random
 from typing import Any
 
@@ -121,6 +121,16 @@ class Example:
     completion: str
     size: int  # size of the problem of the context the segment belongs to
     depth: int  # depth of that context in the trace (top level = 0)
+
+
+@dataclass
+class _OpenContext:
+    """A context of an oracle trace that is still being written."""
+
+    problem: Hashable
+    depth: int
+    context: str
+    returns: list[str] = field(default_factory=list)
 
 
 class Task(ABC):
@@ -232,23 +242,29 @@ class Task(ABC):
         problem = self.parse(context)
         return self.oracle_step(problem, method, returned_values(context)).text
 
-    def examples(self, problem: Hashable, method: Method, depth: int = 0) -> Generator[Example, None, str]:
-        """The oracle trace of ``problem`` as training examples, one per segment.
+    def examples(self, problem: Hashable, method: Method) -> Generator[Example, None, str]:
+        """The oracle trace of ``problem`` as training examples, one per segment, in the
+        order they are written (a parent's call, its child's examples, the parent's next
+        segment). The generator's return value is the top context's answer.
 
-        The generator's return value is the context's answer, so a parent can
-        ``yield from`` its child and receive the value that comes back.
+        A stack of open contexts, not recursion: a problem may be deeper than Python's
+        recursion limit (a 1,000-bit parity list is 1,000 contexts deep).
         """
-        context = self.prompt(problem, method)
-        size = self.size(problem)
-        returns: list[str] = []
+        stack = [_OpenContext(problem, 0, self.prompt(problem, method))]
         while True:
-            step = self.oracle_step(problem, method, returns)
-            yield Example(context, step.text, size, depth)
-            if step.call is None:
-                return context_answer(context + step.text, step.text)
-            answer = yield from self.examples(step.call, method, depth + 1)
-            returns.append(answer)
-            context = context + step.text + return_text(answer)
+            ctx = stack[-1]
+            step = self.oracle_step(ctx.problem, method, ctx.returns)
+            yield Example(ctx.context, step.text, self.size(ctx.problem), ctx.depth)
+            ctx.context += step.text
+            if step.call is not None:
+                stack.append(_OpenContext(step.call, ctx.depth + 1, self.prompt(step.call, method)))
+                continue
+            answer = context_answer(ctx.context, step.text)
+            stack.pop()
+            if not stack:
+                return answer
+            stack[-1].returns.append(answer)
+            stack[-1].context += return_text(answer)
 
     def oracle_examples(self, problem: Hashable, method: Method) -> list[Example]:
         """Every training example of one problem."""

@@ -32,8 +32,10 @@ class LossLog(TrainerCallback):
         if self.path.exists() and self.resume_step:
             for line in self.path.read_text().splitlines():
                 try:
-                    if json.loads(line)["step"] <= self.resume_step:
+                    record = json.loads(line)
+                    if record["step"] <= self.resume_step:
                         kept.append(line)
+                        self.last_loss = float(record["loss"])
                 except (ValueError, KeyError, TypeError):
                     continue  # a line half-written when the run was killed
         self.path.write_text("".join(line + "\n" for line in kept))

@@ -11,6 +11,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from retune_tui.data import check_size
 from retune_tui.errors import InputError
 from retune_tui.tasks import METHODS, TASKS
 
@@ -79,14 +80,19 @@ class TrainConfig:
             raise InputError(f"task: unknown task {self.task!r}; choose one of: {', '.join(TASKS)} (or {SKILLS})")
         if self.method not in {m.value for m in METHODS}:
             raise InputError(f"method: unknown method {self.method!r}; choose one of: {', '.join(m.value for m in METHODS)}")
-        if (self.base is None) == (self.base_config is None):
+        if self.base is None and self.base_config is None:
+            raise InputError("base: give a base model (--base) or an architecture config (--base-config)")
+        if self.base is not None and self.base_config is not None:
             raise InputError("base: give a base model (--base) or an architecture config (--base-config), not both")
+        if self.base_config is not None and not Path(self.base_config).is_file():
+            raise InputError(f"base_config: {self.base_config} is not a file")
         if self.init_adapter is not None and self.full:
             raise InputError("init_adapter: continues a LoRA adapter; it cannot be combined with full")
         if self.lengths is not None:
             lo, hi = self.lengths = tuple(self.lengths)  # type: ignore[assignment]
             if not 1 <= lo <= hi:
                 raise InputError(f"lengths: need 1 <= lo <= hi, got {list(self.lengths)}")
+            check_size(hi)
         for name in ("problems", "lora_r", "lora_alpha", "micro_batch", "accumulation", "max_steps", "save_steps",
                      "save_limit", "logging_steps"):
             if getattr(self, name) < 1:

@@ -140,11 +140,14 @@ def changed_return(task: Task, prompt: str, completion: str, rng: Random) -> tup
 
 
 def file_examples(path: str, task: str) -> list[TextExample]:
-    """Examples from a `retune data` JSONL (size read from the record, or from its prompt)."""
+    """Examples from a `retune data` JSONL (size read from the record, or from its prompt);
+    the first one's prompt must be a ``task`` prompt (a file made for another task is refused)."""
     the_task = None if task == "skills" else get_task(task)
     out = []
     try:
         for record in datasets.read_jsonl(path):
+            if not out and the_task is not None:
+                _check_task(path, the_task, record["prompt"])
             size = record.get("size") or (the_task.size(the_task.parse(record["prompt"])) if the_task else 1)
             out.append(TextExample(record["prompt"], record["completion"], int(size)))
     except OSError as exc:
@@ -154,6 +157,14 @@ def file_examples(path: str, task: str) -> list[TextExample]:
     if not out:
         raise InputError(f"{path} holds no examples")
     return out
+
+
+def _check_task(path: str, task: Task, prompt: str) -> None:
+    try:
+        task.parse(prompt)
+    except ProblemParseError:
+        raise InputError(f"{path} does not hold {task.name} examples (its first prompt: "
+                         f"{prompt.splitlines()[0][:60]!r})") from None
 
 
 def write_examples(path: Path, examples: Sequence[TextExample]) -> None:

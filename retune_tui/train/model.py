@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retune_tui.engine.loading import ModelSpec, attach_adapter, load_base, load_tokenizer
+from retune_tui.engine.loading import ModelSpec, attach_adapter, check_exists, load_base, load_tokenizer
 from retune_tui.errors import InputError, UserError, first_line
 from retune_tui.train.config import TrainConfig
 
@@ -35,6 +35,8 @@ def load_training_tokenizer(config: TrainConfig) -> Any:
         from retune_tui.tokenizer import char_tokenizer
 
         return char_tokenizer()
+    if config.base is not None:
+        check_exists(config.base)
     source = config.tokenizer or config.base
     if source is None:
         raise InputError("tokenizer: training from --base-config needs --tokenizer (a path, or 'char')")

@@ -42,6 +42,7 @@ class TrainResult:
     seconds: float
     tokens: int
     resumed_from: str | None
+    already_done: bool = False  # the run in --out had finished; nothing was trained or rewritten
 
 
 def last_checkpoint(directory: Path) -> Path | None:
@@ -60,6 +61,11 @@ def last_checkpoint(directory: Path) -> Path | None:
 
 
 def _check_previous_run(config: TrainConfig, out: Path) -> None:
+    if out.is_file():
+        raise InputError(f"--out {out} is a file; give a folder")
+    is_run = any((out / name).exists() for name in (CONFIG_NAME, "retune.json", "checkpoints"))
+    if out.is_dir() and not is_run and any(out.iterdir()):
+        raise InputError(f"--out {out} holds files that are not a retune run; choose another folder")
     saved = out / CONFIG_NAME
     if not saved.exists():
         return
@@ -225,6 +231,10 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     seconds = time.perf_counter() - start
     state = trainer.state
     final_loss = log.last_loss
+    earlier = Manifest.read(out) if resume is not None else None
+    if earlier is not None and state.global_step == _step_of(resume) == earlier.steps:
+        # Re-run of a finished run: its adapter and manifest stay as they were.
+        return TrainResult(out, earlier.steps, earlier.final_loss, seconds, 0, str(resume), already_done=True)
     if trainer.is_world_process_zero():
         _save_result(trainer.model, tokenizer, config, out, state.global_step, final_loss)
         log.plot(out / "loss.png", title=f"{config.task} · {config.method}")

@@ -122,3 +122,29 @@ def test_cli_solves_with_a_model(saved):
     assert "parity · retuning" in result.output and "expected 0" in result.output
     wrong = CliRunner().invoke(app, ["solve", "12 + 34", "--base", str(base), "--adapter", str(adapter)])
     assert wrong.exit_code == 2 and "not a parity problem" in wrong.output
+
+
+def test_a_small_model_solving_one_problem_runs_on_one_cpu_thread(monkeypatch):
+    from retune_tui.engine.loading import threads_for_one_problem
+
+    model, _ = tiny_model("llama", dtype=torch.float32)
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        torch.set_num_threads(2)
+        threads_for_one_problem(model)
+        assert torch.get_num_threads() == 2  # the user's own setting wins
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        threads_for_one_problem(model)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_file_given_as_a_model_or_an_adapter_is_one_line(saved, tmp_path):
+    _, base, *_ = saved
+    (tmp_path / "x.jsonl").write_text("{}")
+    with pytest.raises(UserError, match="is a file; give the model's folder"):
+        load_model(ModelSpec(str(tmp_path / "x.jsonl")))
+    with pytest.raises(UserError, match="is a file; give the adapter's folder"):
+        load_model(ModelSpec(str(base), adapter=str(tmp_path / "x.jsonl"), device="cpu"))

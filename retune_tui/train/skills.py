@@ -1,7 +1,7 @@
 """Generic skills to pre-train a small base on, so it can copy before it learns a task.
 
 A model trained from scratch on the task formats cannot copy a number longer than any
-it has seen, so it cannot make a longer problem's call (LEARNINGS.md). The paper's
+it has seen, so it cannot make a longer problem's call (the project's first probes). The paper's
 gains beyond the trained sizes come from a pretrained base that copies. These skills
 give a small base that ability at lengths well past the tasks' training sizes:
 

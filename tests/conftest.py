@@ -11,3 +11,9 @@ def _no_bundled_model_unless_asked(request, tmp_path_factory, monkeypatch):
     real model by accident. Only tests marked `bundled` see assets/."""
     if request.node.get_closest_marker("bundled") is None:
         monkeypatch.setenv("RETUNE_ASSETS", str(tmp_path_factory.mktemp("no-assets")))
+
+
+@pytest.fixture(autouse=True)
+def _never_the_hub(monkeypatch):
+    """Tests never touch the network: the Hugging Face libraries look in the local cache only."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

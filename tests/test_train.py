@@ -461,3 +461,9 @@ def test_repeat_long_and_lengths_on_the_command_line(tmp_path):
     assert result.exit_code == 2 and "expected SIZE,TIMES like 18,4" in result.output
     help_text = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
     assert "[size, times]" in help_text and "problem sizes [lo, hi]" in help_text  # not eaten as markup
+
+
+def test_the_last_step_is_logged_whatever_the_logging_steps(base, tmp_path):
+    result = train(quick(base, tmp_path / "run", max_steps=3, logging_steps=50), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "loss.jsonl").read_text().splitlines()]
+    assert result.final_loss is not None and [r["step"] for r in log] == [3]

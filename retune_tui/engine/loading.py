@@ -89,11 +89,35 @@ def _has(directory: Path, *patterns: str) -> bool:
 
 
 def check_exists(name: str, what: str = "base model") -> None:
-    """A name that is clearly a local path (not a hub name) must exist, as a folder."""
+    """A name that is clearly a local path (not a hub name) must exist, as a folder; a hub
+    name must be in the local cache or the hub reachable (else one line at once, where
+    transformers would retry for most of a minute)."""
     if Path(name).is_file():
         raise UserError(f"{what} {name!r} is a file; give the model's folder or a hub name")
-    if not Path(name).exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+    if Path(name).exists():
+        return
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise UserError(f"{what} {name!r} not found")
+    _check_hub(name, what)
+
+
+def _check_hub(name: str, what: str) -> None:
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import try_to_load_from_cache
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return  # transformers looks in the cache only, and says so itself
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        raise UserError(f"{what} {name!r} is no local folder and not in the Hugging Face cache, and {host} "
+                        "cannot be reached to download it (offline?)") from None
 
 
 def load_tokenizer(spec: ModelSpec) -> Any:

@@ -41,6 +41,11 @@ class LossLog(TrainerCallback):
         self.path.write_text("".join(line + "\n" for line in kept))
         self._start, self._start_tokens = time.perf_counter(), state.num_input_tokens_seen or 0
 
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if state.global_step >= state.max_steps or control.should_training_stop:
+            control.should_log = True  # the last step is always logged: a run has a final loss
+        return control
+
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
@@ -152,6 +157,7 @@ class ProgressBar(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         if logs and "loss" in logs:
             self._loss = float(logs["loss"])
+            self.on_step_end(args, state, control)  # the bar shows it now, not a step later
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
         if self._bar is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from retune_tui.engine.loading import ModelSpec, attach_adapter, check_exists, load_base, load_tokenizer
@@ -67,7 +68,9 @@ def build_model(config: TrainConfig, tokenizer: Any, device: Any, dtype: Any) ->
                       target_modules=targets, task_type="CAUSAL_LM",
                       fan_in_fan_out=model.config.model_type == "gpt2")
     try:
-        model = get_peft_model(model, lora)
+        with warnings.catch_warnings():  # peft asks transformers a deprecated question; not the user's concern
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            model = get_peft_model(model, lora)
     except ValueError as exc:
         raise InputError(f"lora_targets: {first_line(exc)}") from None
     if config.gradient_checkpointing:

@@ -211,7 +211,8 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     )
     log = LossLog(out / "loss.jsonl", resume_step=_step_of(resume))
     lr_factor = TimeCosine(config.max_minutes, int(config.warmup)) if config.scheduler == "cosine_time" else None
-    callbacks = [log, TimeLimit(config.max_minutes, lr_factor)] + ([ProgressBar(lr_factor)] if progress else [])
+    # TimeLimit first: the log sees when it stops the run, and logs that last step
+    callbacks = [TimeLimit(config.max_minutes, lr_factor), log] + ([ProgressBar(lr_factor)] if progress else [])
     collator = ds.collate(tokenizer.pad_token_id, config.position_gap, config.data_seed, config.position_stride)
     trainer = ReTrainer.make(sampler, lr_factor, model=model, args=args, train_dataset=train_set,
                              data_collator=collator, callbacks=callbacks)

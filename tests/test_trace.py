@@ -9,7 +9,15 @@ import pytest
 from retune_tui.engine import OracleGenerator, Runner
 from retune_tui.tasks import get_task
 from retune_tui.tasks.protocol import Method
-from retune_tui.trace import EVENT_TYPES, TraceFileError, read_events, read_traces, write_events
+from retune_tui.trace import (
+    EVENT_TYPES,
+    RunFinished,
+    TraceFileError,
+    event_from_json,
+    read_events,
+    read_traces,
+    write_events,
+)
 
 
 def solved_events(text="[3, -2, 5, 1]", task="dp"):
@@ -57,3 +65,79 @@ def test_events_out_of_order_are_one_line(tmp_path):
     write_events(path, events[3:])  # starts after the root was opened
     with pytest.raises(TraceFileError, match="out of order or missing"):
         read_traces(path)
+
+
+def _lines(events) -> list[dict]:
+    return [event.to_json() for event in events]
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("t", "abc", "'t' must be a number, not \"abc\""),
+    ("tree", "0", "'tree' must be an integer, not \"0\""),
+    ("text", 5, "'text' must be a string, not 5"),
+    ("tokens", True, "'tokens' must be an integer, not true"),
+    ("t", float("inf"), "'t' must be a finite number"),
+    ("node", None, "'node' must be an integer, not null"),
+])
+def test_a_field_of_the_wrong_type_is_named_with_its_line(tmp_path, field, value, words):
+    events, _ = solved_events()
+    lines = _lines(events)
+    at = next(i for i, line in enumerate(lines) if line["event"] == "text_generated")
+    lines[at][field] = value
+    path = tmp_path / "typed.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for read in (read_events, read_traces):
+        with pytest.raises(TraceFileError) as err:
+            read(path)
+        message = str(err.value)
+        assert message.startswith(f"{path}:{at + 1}: not a trace event") and words in message
+        assert "\n" not in message
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    ([1, 2], "expected a JSON object"),
+    ({"event": "run_finished", "tree": 0, "t": 0}, "run_finished without 'status'"),
+    ({"event": "run_finished", "tree": 0, "t": 0, "status": "done", "colour": "red"}, "unknown field 'colour'"),
+    ({"event": "run_finished", "tree": 0, "t": 0, "status": "done", "correct": "yes"},
+     "'correct' must be true, false or null"),
+])
+def test_event_from_json_says_what_is_wrong(data, words):
+    with pytest.raises(ValueError, match=words):
+        event_from_json(data)
+
+
+def test_a_float_field_takes_an_integer():
+    event = event_from_json({"event": "run_finished", "tree": 0, "t": 2, "status": "done", "seconds": 1})
+    assert event == RunFinished(0, 2.0, "done", seconds=1.0)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", '{"event": "run_finished", "tree": 0, "t": 0, "status": "done"}\n',
+                                     '{"event": "problem_started", "tree": 0, "t": 0, "task": "dp", "method": '
+                                     '"retuning", "problem": "[1]"}\n'])
+def test_a_file_without_a_tree_holds_no_trace(tmp_path, content):
+    path = tmp_path / "none.jsonl"
+    path.write_text(content)
+    with pytest.raises(TraceFileError, match="holds no trace"):
+        read_traces(path)
+
+
+def test_a_node_is_its_own_parent_or_opened_twice(tmp_path):
+    opened = {"event": "node_opened", "tree": 0, "t": 0, "node": 0, "parent": None, "depth": 0, "prompt": "p"}
+    for second in ({**opened, "node": 1, "parent": 1}, opened):
+        path = tmp_path / "loop.jsonl"
+        path.write_text(json.dumps(opened) + "\n" + json.dumps(second) + "\n")
+        with pytest.raises(TraceFileError, match=r"loop.jsonl:2: events out of order or missing"):
+            read_traces(path)
+
+
+def test_an_export_is_not_taken_for_a_trace(tmp_path):
+    _, traces = solved_events()
+    path = tmp_path / "tree.json"
+    path.write_text(json.dumps(traces[0].to_json(), indent=2))
+    with pytest.raises(TraceFileError, match="one JSON document .an export.., not a trace"):
+        read_traces(path)
+
+
+def test_a_folder_is_not_a_trace_file(tmp_path):
+    with pytest.raises(TraceFileError, match="is a folder"):
+        read_events(tmp_path)

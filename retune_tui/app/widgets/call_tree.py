@@ -18,6 +18,7 @@ from retune_tui.evaluate.faults import Fault
 from retune_tui.trace import (
     ERROR,
     Event,
+    EventOrderError,
     Node,
     NodeClosed,
     NodeOpened,
@@ -73,7 +74,7 @@ class CallTree(Tree[Key]):
         trace = self.traces.setdefault(event.tree, Trace(event.tree))
         try:
             trace.apply(event)
-        except (KeyError, IndexError):
+        except EventOrderError:
             self.skipped += 1
             return
         self.events.append(event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Hashable
 
 from retune_tui.tasks.addition import Addition
@@ -29,12 +30,36 @@ def get_method(name: str | Method) -> Method:
         ) from None
 
 
+def ascii_text(text: str) -> str:
+    """Typed text with its digits in ASCII: digits of any script (``１２``, ``١٢``), the
+    full-width forms of ASCII (``＋``, ``［``, ``，``), the minus sign ``−`` and other spaces
+    become what a model was trained on; anything else is left for the parser to refuse."""
+    if text.isascii():
+        return text
+    return "".join(_ascii_char(ch) for ch in text)
+
+
+def _ascii_char(ch: str) -> str:
+    if ch.isascii():
+        return ch
+    digit = unicodedata.decimal(ch, None)
+    if digit is not None:
+        return str(digit)
+    if "\uff01" <= ch <= "\uff5e":  # full-width ASCII
+        return chr(ord(ch) - 0xFEE0)
+    if ch == "\u2212":
+        return "-"
+    return " " if ch.isspace() else ch
+
+
 def detect(text: str) -> tuple[Task, Hashable]:
     """Recognise the task from what a person typed, and parse it.
 
     A list of only 0s and 1s is read as parity unless the text is worded as a DP
-    problem; any other integer list is DP.
+    problem; any other integer list is DP. Digits typed in another script are read as
+    ASCII ones (``ascii_text``).
     """
+    text = ascii_text(text)
     order = ("addition", "parity", "dp")
     if "Create " in text or "nonadjacent" in text or "input =" in text or "Input =" in text:
         order = ("dp",)
@@ -48,12 +73,13 @@ def detect(text: str) -> tuple[Task, Hashable]:
 
 
 def parse_problem(text: str, task: str | Task | None = None) -> tuple[Task, Hashable]:
-    """Parse ``text`` as a problem of ``task``, or recognise the task when it is None."""
+    """Parse ``text`` as a problem of ``task``, or recognise the task when it is None
+    (digits of any script read as ASCII ones: the problem a model sees is ASCII)."""
     if task is None:
         return detect(text)
     task = get_task(task) if isinstance(task, str) else task
-    return task, task.parse(text)
+    return task, task.parse(ascii_text(text))
 
 
-__all__ = ["TASKS", "Method", "METHODS", "ProblemParseError", "Task", "detect", "get_method", "get_task",
-           "parse_problem"]
+__all__ = ["TASKS", "Method", "METHODS", "ProblemParseError", "Task", "ascii_text", "detect", "get_method",
+           "get_task", "parse_problem"]

@@ -8,7 +8,9 @@ from random import Random
 
 from retune_tui.tasks.protocol import BadReturn, ProblemParseError, Step, Task, call_line, strip_prompt
 
-_TYPED = re.compile(r"(?:what\s+is\s+)?(\d+)\s*\+\s*(\d+)\s*[=?]?", re.IGNORECASE)
+# ASCII digits only: the operands are kept as typed, and a model must only ever see ASCII
+# (``parse_problem`` turns typed full-width digits into ASCII ones before this).
+_TYPED = re.compile(r"(?:what\s+is\s+)?(\d+)\s*\+\s*(\d+)\s*[=?]?", re.IGNORECASE | re.ASCII)
 _CARRY = re.compile(r"Carry ([01]), Output (\d+)")
 
 

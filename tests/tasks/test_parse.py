@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retune_tui.tasks import ProblemParseError, detect, get_method, get_task, parse_problem
+from retune_tui.tasks import Method, ProblemParseError, ascii_text, detect, get_method, get_task, parse_problem
 from retune_tui.tasks.addition import AdditionProblem
 from retune_tui.tasks.dp import DPArray, DPChosen, DPProblem
 from retune_tui.tasks.parity import ParityProblem
@@ -64,3 +64,24 @@ def test_unknown_names():
         get_task("multiplication")
     with pytest.raises(ProblemParseError, match="baseline, scratchpad, retuning"):
         get_method("cot")
+
+
+@pytest.mark.parametrize(("text", "task", "problem"), [
+    ("１２ + ３", "addition", AdditionProblem("12", "03")),
+    ("１２＋３４", "addition", AdditionProblem("12", "34")),
+    ("١٢ + ٣", "addition", AdditionProblem("12", "03")),
+    ("１ ０ １", "parity", ParityProblem((1, 0, 1))),
+    ("［３， −2， ５］", "dp", DPProblem((3, -2, 5))),
+])
+def test_digits_of_other_scripts_are_read_as_ascii(text, task, problem):
+    found_task, found = parse_problem(text)
+    assert (found_task.name, found) == (task, problem)
+    assert found_task.prompt(found, Method.RETUNING).isascii()  # what a model sees
+    assert parse_problem(text, task) == (found_task, found)
+
+
+def test_a_task_itself_takes_only_ascii_digits():
+    """A model that writes ``Call: １２ + ３`` made a malformed call, not a sub-problem."""
+    with pytest.raises(ProblemParseError):
+        get_task("addition").parse("１２ + ３")
+    assert ascii_text("１２ + ３") == "12 + 3" and ascii_text("x²") == "x²"

@@ -13,8 +13,9 @@ from retune_tui.evaluate.faults import Fault
 from retune_tui.tasks.protocol import return_text
 from retune_tui.trace import DONE, ERROR, RUNNING, WAITING, Node, Trace
 
+STOPPED = "stopped"  # a node left running or waiting when its run ended: not a trace status
 STATUS = {RUNNING: ("run ", "bold yellow"), WAITING: ("wait", "cyan"), DONE: ("done", "green"),
-          ERROR: ("err ", "bold white on red")}
+          ERROR: ("err ", "bold white on red"), STOPPED: ("stop", "magenta")}
 PROMPT_STYLE = "bold #8aa4ff"
 TEXT_STYLE = "#e8e8e8"
 RETURN_STYLE = "bold #5fd75f"
@@ -32,6 +33,11 @@ def verdict_mark(verdict: bool | None) -> tuple[str, str]:
     return {True: ("✓", "bold green"), False: ("✗", "bold red")}.get(verdict, (" ", ""))
 
 
+def shown_status(node: Node, live: bool = True) -> str:
+    """The node's status, or ``stopped`` for one still open when its run is over."""
+    return node.status if live or node.status not in (RUNNING, WAITING) else STOPPED
+
+
 def body_text(node: Node, flat: bool = False) -> Text:
     """What came after the prompt: generated text, and the values returned into it."""
     text = Text()
@@ -44,10 +50,12 @@ def body_text(node: Node, flat: bool = False) -> Text:
 
 
 def node_label(trace: Trace, node: Node, verdict: bool | None, fault: Fault | None, term: str = "",
-               many: bool = False) -> Text:
+               many: bool = False, live: bool = True) -> Text:
     """One line: status, oracle mark, the problem, depth, then the answer, the error or
-    the tail of the text being written (where a returned value visibly arrives)."""
-    tag, tag_style = STATUS.get(node.status, (node.status[:4], ""))
+    the tail of the text being written (where a returned value visibly arrives).
+    ``live``: the run is still going (else an open node reads as stopped)."""
+    status = shown_status(node, live)
+    tag, tag_style = STATUS.get(status, (status[:4], ""))
     mark, mark_style = verdict_mark(verdict)
     label = Text.assemble((tag, tag_style), " ", (mark, mark_style), " ")
     if node.parent is None and many:
@@ -65,9 +73,9 @@ def node_label(trace: Trace, node: Node, verdict: bool | None, fault: Fault | No
             body = Text("…") + body[len(body) - TAIL:]
         label.append("  ")
         label.append_text(body)
-    if node.parent is None and trace.finished is not None:
+    if node.parent is None and (trace.finished is not None or not live):
         label.append("  ")
-        label.append_text(trace_verdict(trace, short=True))
+        label.append_text(trace_verdict(trace, short=True, live=live))
     if fault is not None and fault.node == node.id:
         label.stylize(FAULT_STYLE)
         label.append(f"  ◀ first fault: {fault.kind}", "bold red")
@@ -76,11 +84,13 @@ def node_label(trace: Trace, node: Node, verdict: bool | None, fault: Fault | No
     return label
 
 
-def trace_verdict(trace: Trace, short: bool = False) -> Text:
-    """The final answer checked against the ground truth."""
+def trace_verdict(trace: Trace, short: bool = False, live: bool = True) -> Text:
+    """The final answer checked against the ground truth (``live``: the run is still going)."""
     fin = trace.finished
     if fin is None:
-        return Text("running…", "yellow")
+        if live:
+            return Text("running…", "yellow")
+        return Text("■ stopped" if short else "■ stopped before an answer", "bold magenta")
     if fin.correct:
         verdict = Text.assemble(("⇒ ", "dim"), (str(fin.value), "bold"), ("  ✓ correct", "bold green"))
     else:
@@ -101,9 +111,11 @@ def context_text(node: Node) -> Text:
     return text
 
 
-def detail_text(trace: Trace, node: Node, checks: list[SegmentCheck], fault: Fault | None) -> Text:
-    """The detail pane for one node."""
-    tag, tag_style = STATUS.get(node.status, (node.status, ""))
+def detail_text(trace: Trace, node: Node, checks: list[SegmentCheck], fault: Fault | None,
+                live: bool = True) -> Text:
+    """The detail pane for one node (``live``: its run is still going)."""
+    status = shown_status(node, live)
+    tag, tag_style = STATUS.get(status, (status, ""))
     now = trace.events[-1].t if trace.events else node.opened_at
     seconds = (node.closed_at if node.closed_at is not None else now) - node.opened_at
     out = Text.assemble((f"node {node.id}", "bold"), f" · depth {node.depth} · ", (tag.strip(), tag_style), "\n",
@@ -132,5 +144,5 @@ def detail_text(trace: Trace, node: Node, checks: list[SegmentCheck], fault: Fau
     if node.parent is None:
         out.append_text(Text.assemble(("problem ", "dim"), (trace.problem, "bold"), ("  expected ", "dim"),
                                       (str(trace.expected), "bold"), "\n"))
-        out.append_text(trace_verdict(trace))
+        out.append_text(trace_verdict(trace, live=live))
     return out

@@ -77,7 +77,15 @@ def test_stop_then_run_again(tui, app_factory):
             app.action_stop()  # (the s key; a key press in a test waits for the busy worker)
             await tui.settle(pilot, until=lambda: app.run_view.state == "stopped")
             assert app.run_view.state == "stopped"
-            assert app.run_view.lanes[0].traces[0].finished is None
+            lane = app.run_view.lanes[0]
+            assert lane.traces[0].finished is None
+            await pilot.pause()
+            summary = str(app.query_one("#summary").render())
+            assert "stopped before an answer" in summary and "running" not in summary
+            labels = [lane.label(key).plain for key in lane.keys()]
+            assert not any(label.startswith(("run", "wait")) for label in labels)
+            assert labels[0].startswith("stop") and "■ stopped" in labels[0]
+            assert "stop" in str(app.query_one("#detail-text").render()).splitlines()[0]
             await app.action_again()  # r: the same problem, from the start
             await tui.settle(pilot, until=lambda: app.run_view.lanes[0].events)
             assert app.run_view.state in ("running", "done")

@@ -8,7 +8,7 @@ from textual.widgets import Input
 
 from retune_tui.evaluate.faults import first_fault
 from retune_tui.tasks import Method, get_task
-from retune_tui.trace import read_events, read_traces
+from retune_tui.trace import read_events, read_traces, write_events
 
 
 def keys_shown(lane) -> list[tuple[int, int]]:
@@ -69,6 +69,27 @@ def test_a_damaged_file_is_one_line_not_a_crash(tui, app_factory, tmp_path):
             await tui.settle(pilot)
             assert app.run_view.state == "error"
             assert "bad.jsonl" in app._note and "\n" not in app._note
+
+    tui.run(body())
+
+
+def test_a_trace_saved_after_stopping_reopens_as_stopped(tui, app_factory, tmp_path):
+    _, events = tui.oracle_run("48213 + 90771")
+    path = tmp_path / "stopped.jsonl"
+    write_events(path, events[: len(events) // 2])
+
+    async def body():
+        app = app_factory(path)
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.settle(pilot)
+            lane = app.run_view.lanes[0]
+            assert app.run_view.state == "stopped"
+            summary = str(app.query_one("#summary").render())
+            assert "stopped before an answer" in summary and "running" not in summary
+            labels = [lane.label(key).plain for key in lane.keys()]
+            assert all(not label.startswith(("run", "wait")) for label in labels)
+            assert labels[0].startswith("stop") and "■ stopped" in labels[0]
+            assert str(lane.border_subtitle).startswith("■ stopped")
 
     tui.run(body())
 

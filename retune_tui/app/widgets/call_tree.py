@@ -60,6 +60,8 @@ class CallTree(Tree[Key]):
         """The search text: only matching nodes and their ancestors are shown."""
         self.skipped = 0
         """Events that did not fit the tree (a damaged file): skipped, not fatal."""
+        self.live = True
+        """The lane's run is still going; once it ends, nodes left open read as stopped."""
         self._shown: dict[Key, TreeNode[Key]] = {}
         self._dirty: dict[Key, None] = {}  # an ordered set: parents before children
         self._checks: dict[Key, list[SegmentCheck]] = {}
@@ -108,6 +110,16 @@ class CallTree(Tree[Key]):
         if fault is not None:
             self._dirty[(trace.tree, fault.node)] = None
 
+    def end(self) -> None:
+        """The run is over: what it left open (a stopped run, a trace saved mid-run) reads
+        as stopped, not as still running."""
+        self.live = False
+        unfinished = {tree for tree, trace in self.traces.items() if trace.finished is None}
+        if unfinished:
+            self._dirty.update((key, None) for key in self.keys() if key[0] in unfinished)
+            self._verdicts_changed = True
+        self.flush()
+
     # --- model -> screen ----------------------------------------------------------------
 
     def flush(self) -> None:
@@ -143,7 +155,7 @@ class CallTree(Tree[Key]):
         trace = self.traces[key[0]]
         node = trace.nodes[key[1]]
         return node_label(trace, node, self.verdict(key), self._faults.get(key[0]), self.term,
-                          many=len(self.traces) > 1)
+                          many=len(self.traces) > 1, live=self.live)
 
     def verdict(self, key: Key) -> bool | None:
         return node_verdict(self._checks.get(key, []))
@@ -162,10 +174,14 @@ class CallTree(Tree[Key]):
         """The lane's verdicts and speed, for its border."""
         rate = f"{self.tokens / self.elapsed:,.0f} tok/s" if self.elapsed > 0 else "– tok/s"
         finished = [t for t in self.traces.values() if t.finished is not None]
-        if len(self.traces) == 1 and finished:
-            return f"{trace_verdict(finished[0], short=True).plain} · {self.tokens} tok · {rate}"
+        if len(self.traces) == 1 and (finished or not self.live):
+            verdict = trace_verdict(next(iter(self.traces.values())), short=True, live=self.live)
+            return f"{verdict.plain} · {self.tokens} tok · {rate}"
         correct = sum(bool(t.finished.correct) for t in finished)
-        return f"{correct}/{len(finished)} correct · {self.tokens} tok · {rate}"
+        counts = f"{correct}/{len(finished)} correct"
+        if not self.live and len(finished) < len(self.traces):
+            counts += f" · {len(self.traces) - len(finished)} stopped"
+        return f"{counts} · {self.tokens} tok · {rate}"
 
     def _shows(self, key: Key) -> bool:
         if not self.term:

@@ -30,7 +30,8 @@ class DetailPane(VerticalScroll):
     def show_node(self, lane: CallTree, key: Key) -> None:
         trace, node = lane.node_at(key)
         self.shown = (lane, key)
-        self.query_one("#detail-text", Static).update(detail_text(trace, node, lane.checks(key), lane.fault(key[0])))
+        text = detail_text(trace, node, lane.checks(key), lane.fault(key[0]), live=lane.live)
+        self.query_one("#detail-text", Static).update(text)
 
     def show_text(self, text: Text) -> None:
         self.shown = None
@@ -48,7 +49,7 @@ class RunSummary(Static):
             if len(lane.traces) > 1:
                 text.append(f"#{tree} ", "dim")
             text.append(f"{trace.problem}  ", "bold")
-            text.append_text(trace_verdict(trace))
+            text.append_text(trace_verdict(trace, live=lane.live))
             contexts = sum(len(t.nodes) for t in lane.traces.values())
             rate = f"{lane.tokens / lane.elapsed:,.0f} tok/s" if lane.elapsed > 0 else "– tok/s"
             text.append(f"   {contexts} contexts · {lane.tokens} tokens · {rate} · {lane.elapsed:.2f} s", "dim")

@@ -167,6 +167,10 @@ class RunView(Horizontal):
             outcome, error = STOPPED, None
         else:
             return
+        for lane in self.lanes:  # (the worker's last batch came before this message)
+            lane.end()
+        if outcome == DONE and any(t.finished is None for lane in self.lanes for t in lane.traces.values()):
+            outcome = STOPPED  # a replayed trace that was saved mid-run ends where it was stopped
         self.state = outcome
         self.post_message(self.RunEnded(self.run, outcome, error))
 

@@ -118,27 +118,38 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Start]:
 
 
 def take_screenshot(app: RetuneApp, path: Path, size: tuple[int, int] = (120, 36)) -> None:
-    """Run ``app`` without a terminal until its first run ends, and save what it shows."""
+    """Run ``app`` without a terminal until its first run ends, and save what it shows.
+
+    Raises:
+        UserError: the trace or problem to show is bad, or the run failed (one line;
+            nothing is saved).
+    """
 
     async def auto_pilot(pilot) -> None:
-        await pilot.app.workers.wait_for_complete()
+        app = pilot.app
+        while app.busy:  # reading the trace, then showing it; or solving the problem
+            await pilot.pause(0.05)
+        await app.workers.wait_for_complete()
         await pilot.pause(0.3)  # the last batch, and the detail pane's refresh
-        pilot.app.save_screenshot(path.name, str(path.parent))
-        pilot.app.exit()
+        if app.failure is None:
+            app.save_screenshot(path.name, str(path.parent))
+        app.exit()
 
     path.parent.mkdir(parents=True, exist_ok=True)
     app.run(headless=True, size=size, auto_pilot=auto_pilot)
+    if app.failure is not None:
+        raise app.failure
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings, start = parse_args(argv)
+        app = make_app(start.trace, settings=settings, problem=start.problem, replay_speed=start.replay)
+        if start.screenshot is None:
+            app.run()
+            return
+        take_screenshot(app, start.screenshot)
     except UserError as exc:
         print(f"retune-tui: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    app = make_app(start.trace, settings=settings, problem=start.problem, replay_speed=start.replay)
-    if start.screenshot is not None:
-        take_screenshot(app, start.screenshot)
-        print(f"saved {start.screenshot}")
-    else:
-        app.run()
+    print(f"saved {start.screenshot}")

@@ -9,23 +9,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual import events
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Input, Tree
+from textual.worker import Worker, WorkerState
 
-from retune_tui.app.export import export_text, write_text
+from retune_tui.app.export import export_text, write_text, write_trace
 from retune_tui.app.jobs import Job, Settings, backend_name, compare_job, replay_job, solve_job
 from retune_tui.app.screens.help import HelpScreen
 from retune_tui.app.screens.prompts import PathScreen, SettingsScreen
-from retune_tui.app.widgets.call_tree import CallTree, Key
+from retune_tui.app.widgets.call_tree import CallTree
 from retune_tui.app.widgets.panes import WELCOME, DetailPane, RunSummary
 from retune_tui.app.widgets.problem_bar import ProblemBar
-from retune_tui.app.widgets.run_view import RunView
-from retune_tui.errors import UserError
+from retune_tui.app.widgets.run_view import RunView, one_line
+from retune_tui.errors import InputError, UserError
 from retune_tui.tasks import ProblemParseError
-from retune_tui.trace import write_events
+from retune_tui.trace import Event, read_trace_file
 
 SEARCH_DELAY = 0.15  # seconds of quiet typing before the tree is filtered
 DETAIL_DELAY = 0.2  # seconds between refreshes of the detail pane while text streams
@@ -36,17 +37,19 @@ class RetuneApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "retune-tui"
+    AUTO_FOCUS = None  # closing a dialog leaves focus where it was (each dialog focuses its own field)
+    # The footer shows the keys of a first visit and fits 80 columns; ? lists every key.
     BINDINGS = [
-        Binding("i", "focus_input", "Problem"),
+        Binding("i", "focus_input", "Problem", show=False),
         Binding("p", "pause", "Pause/resume"),
-        Binding("n", "step", "Step"),
+        Binding("n", "step", "Step", show=False),
         Binding("s", "stop", "Stop"),
-        Binding("r", "again", "Again"),
+        Binding("r", "again", "Again", show=False),
         Binding("c", "compare", "Compare"),
         Binding("o", "open", "Open"),
         Binding("w", "save", "Save"),
-        Binding("e", "export", "Export", show=False),
-        Binding("E", "export_node", "Export node", show=False),
+        Binding("e", "export(False)", "Export", show=False),
+        Binding("E", "export(True)", "Export node", show=False),
         Binding("y", "replay", "Replay", show=False),
         Binding("slash", "search", "Search"),
         Binding("t", "settings", "Model", show=False),
@@ -65,8 +68,14 @@ class RetuneApp(App[None]):
         self.replay_speed = replay_speed
         """Replays follow the recorded times this many times faster (None: at once)."""
         self.last_job: Job | None = None
-        self._selected: tuple[CallTree, Key] | None = None
+        self.failure: UserError | None = None
+        """Why the trace or problem given at start could not be shown, or the first run failed
+        (``--screenshot`` exits with it)."""
+        self._lane: CallTree | None = None  # the lane focused last: what every action follows
+        self._loader: Worker | None = None  # reading a trace file, before it replaces the lanes
+        self._loading: Path | None = None  # the file it reads
         self._note = ""
+        self._hint = ""
         self._search_timer = None
         self._detail_timer = None
 
@@ -78,16 +87,18 @@ class RetuneApp(App[None]):
             yield DetailPane(id="detail")
         yield Input(placeholder="search nodes by text (Enter: back to the tree, Esc: clear)", id="search")
         yield RunSummary(id="summary")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     async def on_mount(self) -> None:
         self.sub_title = backend_name(self.settings.backend)
         self.watch(self.run_view, "state", lambda _: self.refresh_summary())
         if self.initial_trace is not None:
-            await self.start(replay_job(self.initial_trace, replay_speed=self.replay_speed))
+            self.open_trace(self.initial_trace)
         elif self.initial_problem:
             self.problem_bar.set_text(self.initial_problem)
-            await self.solve(compare=False)
+            if not await self.solve(compare=False):
+                self.failure = InputError(self.problem_bar.error or "not a problem")
+                self.query_one("#problem", Input).focus()
         else:
             self.query_one("#problem", Input).focus()
         self.refresh_summary()
@@ -104,26 +115,31 @@ class RetuneApp(App[None]):
 
     @property
     def lane(self) -> CallTree | None:
-        """The lane the user is looking at: the one whose node the detail pane shows, else
-        the focused one, else the first."""
-        if self._selected is not None and self._selected[0].is_mounted:
-            return self._selected[0]
+        """The lane every action follows (keys, detail pane, status line, save, export): the
+        focused one, else the one focused last, else the first."""
         if isinstance(self.focused, CallTree):
             return self.focused
+        if self._lane is not None and self._lane.is_mounted:
+            return self._lane
         lanes = self.query(CallTree)
         return lanes.first() if lanes else None
 
-    def selected_key(self, lane: CallTree) -> Key | None:
-        if self._selected is not None and self._selected[0] is lane:
-            return self._selected[1]
-        return lane.cursor_key
+    @property
+    def loading(self) -> bool:
+        """A trace file is being read (its tree replaces the lanes once it is checked)."""
+        return self._loader is not None
+
+    @property
+    def busy(self) -> bool:
+        """A trace file is being read, or a run is going (or paused)."""
+        return self.loading or self.run_view.active
 
     # --- running --------------------------------------------------------------------------
 
     async def start(self, job: Job) -> None:
         self.last_job = job
-        self._selected = None
-        self._note = ""
+        self._lane = None
+        self._note = self._hint = ""
         self.query_one(DetailPane).show_text(WELCOME)
         timed = job.kind != "replay" or job.lanes[0].replay_speed is not None
         await self.run_view.start(job, follow=timed)
@@ -164,6 +180,8 @@ class RetuneApp(App[None]):
         if message.error:
             self._note = message.error
             self.notify(message.error, title="run failed", severity="error", timeout=8)
+            if message.run == 1 and self.failure is None:
+                self.failure = UserError(message.error)
         for lane in self.run_view.lanes:
             if lane.skipped:
                 self.notify(f"{lane.skipped} events did not fit the tree and were skipped", severity="warning")
@@ -173,32 +191,31 @@ class RetuneApp(App[None]):
         self.refresh_summary()
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
-        if isinstance(event.control, CallTree) and event.node.data is not None:
-            self._selected = (event.control, event.node.data)
+        if event.control is self.lane:  # other lanes' cursors move too while they run
             self.refresh_detail()
             self.refresh_summary()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        """Tabbing to another lane shows that lane's selected node."""
-        lane = event.widget
-        if isinstance(lane, CallTree) and lane.cursor_key is not None:
-            self._selected = (lane, lane.cursor_key)
+        """Tabbing to another lane makes it the one the detail pane and the keys follow."""
+        if isinstance(event.widget, CallTree) and event.widget is not self._lane:
+            self._lane = event.widget
             self.refresh_detail()
             self.refresh_summary()
 
     def refresh_detail(self) -> None:
         panes = self.query(DetailPane)  # empty while the app shuts down and a timer fires late
-        if panes and self._selected is not None and self._selected[0].is_mounted:
-            lane, key = self._selected
-            panes.first().show_node(lane, key)
+        lane = self.lane if panes else None
+        if lane is not None and lane.cursor_key is not None:
+            panes.first().show_node(lane, lane.cursor_key)
 
     def refresh_summary(self) -> None:
         summaries, views = self.query(RunSummary), self.query(RunView)
         if not summaries or not views:
             return
         lane = self.lane
-        key = self.selected_key(lane) if lane is not None else None
-        summaries.first().show(views.first().state, lane, key, self._note)
+        key = lane.cursor_key if lane is not None else None
+        hint = f"opening {self._loading}…" if self._loading is not None else self._hint
+        summaries.first().show(views.first().state, lane, key, self._note, hint)
 
     # --- run control keys -----------------------------------------------------------------
 
@@ -235,19 +252,48 @@ class RetuneApp(App[None]):
     # --- files ----------------------------------------------------------------------------
 
     def action_open(self) -> None:
-        async def opened(path: Path | None) -> None:
+        def opened(path: Path | None) -> None:
             if path is not None:
-                await self.start(replay_job(path, replay_speed=self.replay_speed))
+                self.open_trace(path)
 
         self.push_screen(PathScreen("open a trace (JSON Lines, from `retune solve --save` or w)",
-                                    "trace.jsonl", "Enter opens, Esc cancels", must_exist=True), opened)
+                                    "trace.jsonl", "Enter opens, Esc cancels", purpose="open"), opened)
+
+    def open_trace(self, path: Path) -> None:
+        """Read and check ``path`` in a worker; only a good trace replaces the lanes (a bad
+        one is one line, and what was on screen stays, unsaved run and all)."""
+        self._loading = path
+        self._loader = self._read_trace(path)
+        self.refresh_summary()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="files")
+    def _read_trace(self, path: Path) -> list[Event]:
+        return read_trace_file(path)[0]
+
+    async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A trace file read (the engine's worker reports to ``RunView``)."""
+        if event.worker is not self._loader or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR,
+                                                                   WorkerState.CANCELLED):
+            return
+        path = self._loading
+        if event.state == WorkerState.SUCCESS and path is not None:
+            await self.start(replay_job(event.worker.result, replay_speed=self.replay_speed, title=path.name))
+        elif event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self._note = one_line(error)
+            self.notify(self._note, title="cannot open", severity="error", timeout=8)
+            if self.last_job is None and self.failure is None:  # the trace given at start
+                self.failure = error if isinstance(error, UserError) else UserError(self._note)
+                self.query_one("#problem", Input).focus()
+        self._loader = self._loading = None
+        self.refresh_summary()
 
     async def action_replay(self) -> None:
         lane = self.lane
         if lane is None or not lane.events:
             self.notify("no trace to replay: solve or open one first", timeout=3)
             return
-        await self.start(replay_job(events=list(lane.events), replay_speed=self.replay_speed or 1.0,
+        await self.start(replay_job(list(lane.events), replay_speed=self.replay_speed or 1.0,
                                     title=f"replay: {lane.border_title}"))
 
     def action_save(self) -> None:
@@ -255,23 +301,20 @@ class RetuneApp(App[None]):
         if lane is None or not lane.events:
             self.notify("no trace to save yet", timeout=3)
             return
+        trace_events = list(lane.events)
 
         def save(path: Path | None) -> None:
             if path is not None:
-                self.guarded(lambda: write_events(path, lane.events), f"saved {len(lane.events)} events to {path}")
+                self.guarded(lambda: write_trace(path, trace_events),
+                             f"saved {len(trace_events)} events of {lane.border_title} to {path}")
 
-        self.push_screen(PathScreen("save the trace (all its events, JSON Lines)", "trace.jsonl",
-                                    "open it again with o, or `retune-tui FILE`"), save)
+        self.push_screen(PathScreen(f"save the trace of {lane.border_title} (all its events, JSON Lines)",
+                                    "trace.jsonl", "open it again with o, or `retune-tui FILE`"), save)
 
-    def action_export(self) -> None:
-        self.export(node=False)
-
-    def action_export_node(self) -> None:
-        self.export(node=True)
-
-    def export(self, node: bool) -> None:
+    def action_export(self, node: bool) -> None:
+        """Export the whole tree (e), or the selected node's subtree (E)."""
         lane = self.lane
-        key = self.selected_key(lane) if lane is not None else None
+        key = lane.cursor_key if lane is not None else None
         if lane is None or key is None:
             self.notify("select a node first", timeout=3)
             return
@@ -285,7 +328,8 @@ class RetuneApp(App[None]):
                 self.guarded(lambda: write_text(path, text), f"exported {what} to {path}")
 
         what = f"node {key[1]} and its sub-calls" if node else "the whole tree"
-        self.push_screen(PathScreen(f"export {what}", default, ".md writes Markdown, anything else JSON"), export)
+        self.push_screen(PathScreen(f"export {what} of {lane.border_title}", default,
+                                    ".md writes Markdown, anything else JSON"), export)
 
     def guarded(self, do, done: str) -> None:
         """Run a file operation; a failure is one line, never a traceback."""
@@ -316,10 +360,15 @@ class RetuneApp(App[None]):
                 self.lane.focus()
 
     def filter_lanes(self, term: str) -> None:
-        for lane in self.query(CallTree):
-            if lane.term != term.strip():
-                lane.term = term.strip()
+        term = term.strip()
+        lanes = list(self.query(CallTree))
+        for lane in lanes:
+            if lane.term != term:
+                lane.term = term
                 lane.rebuild()
+        nothing = term and any(lane.traces for lane in lanes) and not any(lane.root.children for lane in lanes)
+        self._hint = f"no node matches {term!r} (Esc clears the search)" if nothing else ""
+        self.refresh_summary()
 
     def action_escape(self) -> None:
         search = self.query_one("#search", Input)

@@ -1,17 +1,19 @@
-"""Exporting a trace, or one node's subtree, as JSON or Markdown (plain Python)."""
+"""Exporting a trace, or one node's subtree, as JSON or Markdown; saving its events; what
+is wrong with a path to write, in one line (plain Python)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from retune_tui.checks import detour_note
 from retune_tui.errors import UserError
+from retune_tui.files import atomic_write_text, check_folder
 from retune_tui.tasks.protocol import return_text
-from retune_tui.trace import Node, Trace
+from retune_tui.trace import Event, Node, Trace, write_events
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 
@@ -85,16 +87,34 @@ def export_text(trace: Trace, path: Path, node_id: int | None = None) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
+def output_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be written as a file, in one line; None when it can (it may
+    exist: the dialog asks before replacing it)."""
+    if path.is_dir():
+        return f"{path} is a folder; give a file name"
+    try:
+        check_folder(path.parent, f"cannot write {path}")
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A failed write as one line naming the user's path (never a temporary file's)."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def write_text(path: Path, text: str) -> None:
     """Write atomically: a failed export never leaves half a file."""
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with writing(path):
+        atomic_write_text(path, text)
+
+
+def write_trace(path: Path, events: list[Event]) -> None:
+    """Save a trace's events (JSON Lines), atomically."""
+    with writing(path):
+        write_events(path, events)

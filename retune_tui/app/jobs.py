@@ -1,8 +1,9 @@
 """What a run is: one or more lanes, each a stream of trace events (plain Python).
 
 A lane is built on the UI thread as a recipe and opened in the worker thread, so model
-loading and file reading never block the screen. Solving, comparing and replaying are
-all lanes; the worker does not know which.
+loading never blocks the screen (a trace file is read and checked before its job is made,
+so a bad file never replaces what is on screen). Solving, comparing and replaying are all
+lanes; the worker does not know which.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from retune_tui.engine import Generator, Limits, OracleGenerator, Runner
 from retune_tui.solving import Backend
 from retune_tui.tasks import METHODS, Method, Task, parse_problem
-from retune_tui.trace import Event, read_events
+from retune_tui.trace import Event
 
 #: Opens a lane's events in the worker thread, given the generator cache and the run's
 #: clock (which leaves out the time the run was paused).
@@ -165,12 +166,11 @@ def _method_for(backend: Backend, fallback: Method) -> Method:
         return fallback
 
 
-def replay_job(path: Path | None = None, events: list[Event] | None = None,
-               replay_speed: float | None = None, title: str | None = None) -> Job:
-    """Show a saved trace: at once, or at its recorded pace times ``replay_speed``."""
+def replay_job(events: list[Event], replay_speed: float | None = None, title: str = "replay") -> Job:
+    """Show a trace's events (read and checked already): at once, or at their recorded
+    pace times ``replay_speed``."""
 
     def open_events(cache: GeneratorCache, clock: Callable[[], float]) -> Iterator[Event]:
-        return iter(events if events is not None else read_events(path))
+        return iter(events)
 
-    name = title or (path.name if path is not None else "replay")
-    return Job("replay", (Lane(name, open_events, replay_speed=replay_speed),), name)
+    return Job("replay", (Lane(title, open_events, replay_speed=replay_speed),), title)

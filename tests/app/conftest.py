@@ -57,12 +57,12 @@ class FaultyOracle(OracleGenerator):
 
 
 async def settle(pilot, until: Callable[[], bool] | None = None, tries: int = 400) -> None:
-    """Let the worker finish (or ``until`` hold) and the screen catch up."""
+    """Let the trace file load and the worker finish (or ``until`` hold), and the screen catch up."""
     app = pilot.app
     for _ in range(tries):
         if until is not None and until():
             break
-        if until is None and app.run_view.state not in ("running",):
+        if until is None and not app.loading and app.run_view.state != "running":
             break
         await pilot.pause(0.01)
     if until is None:

@@ -100,3 +100,22 @@ def test_default_backend_is_the_bundled_model_once_it_is_there(tmp_path, monkeyp
     settings, _ = parse_args(["--device", "cpu"])
     assert settings.backend.bundled
     assert parse_args(["--base", "oracle"])[0].backend == Backend()
+
+
+@pytest.mark.parametrize(("argv", "words", "code"), [
+    (["--problem", "what is love"], "not a problem of any task", 2),
+    (["--task", "parity", "--problem", "12 + 34"], "not a parity problem", 2),
+    (["TRACE"], ":2: not a trace event ('t' must be a number", 1),
+])
+def test_a_screenshot_of_bad_input_is_one_line_and_no_file(argv, words, code, tmp_path, capsys):
+    trace = tmp_path / "typed.jsonl"
+    trace.write_text('{"event": "problem_started", "tree": 0, "t": 0, "task": "addition", "method": "retuning", '
+                     '"problem": "1 + 2"}\n{"event": "run_finished", "tree": 0, "t": "abc", "status": "done"}\n')
+    out = tmp_path / "shot.svg"
+    argv = [str(trace) if arg == "TRACE" else arg for arg in argv]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--base", "oracle", "--speed", "0", "--screenshot", str(out)])
+    assert exit_.value.code == code
+    captured = capsys.readouterr()
+    assert words in captured.err and captured.err.count("\n") == 1 and "saved" not in captured.out
+    assert not out.exists()

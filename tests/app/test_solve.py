@@ -108,3 +108,66 @@ def test_compare_runs_three_methods_side_by_side(tui, app_factory):
             assert app.screen.has_class("-compare")
 
     tui.run(body())
+
+
+@pytest.mark.parametrize(("problem", "task", "words"), [("what is love", None, "not a problem of any task"),
+                                                        ("12 + 34", "parity", "not a parity problem")])
+def test_a_bad_problem_given_at_start_is_shown(tui, problem, task, words):
+    from retune_tui.app import make_app
+
+    async def body():
+        app = make_app(settings=tui.fast_settings(task=task), problem=problem)
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.settle(pilot)
+            message = app.query_one("#message", Static)
+            assert message.has_class("-error") and words in str(message.render())
+            assert app.failure is not None and words in str(app.failure) and app.failure.exit_code == 2
+            assert app.focused is app.query_one("#problem", Input) and not app.run_view.lanes
+
+    tui.run(body())
+
+
+def test_full_width_digits_reach_the_model_as_ascii(tui, app_factory):
+    async def body():
+        app = app_factory()
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.type_problem(pilot, "１２ + ３")
+            await tui.settle(pilot)
+            trace = app.run_view.lanes[0].traces[0]
+            want, _ = tui.oracle_run("12 + 3")  # as if typed in ASCII
+            assert_same_tree(trace, want)
+            assert all(node.context.isascii() for node in trace.nodes.values())
+
+    tui.run(body())
+
+
+def test_in_compare_every_action_follows_the_focused_lane(tui, app_factory, tmp_path):
+    from retune_tui.trace import read_traces
+
+    async def body():
+        app = app_factory()
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.type_problem(pilot, "482 + 907", submit=False)
+            await pilot.press("escape", "c")
+            await tui.settle(pilot)
+            lanes = app.run_view.lanes
+            await pilot.pause(0.3)
+            for index, method in ((0, "baseline"), (2, "retuning"), (1, "scratchpad")):
+                lane = lanes[index]
+                if index:
+                    lane.focus()
+                    await pilot.pause()
+                assert app.focused is lane and app.lane is lane
+                assert app.query_one("DetailPane").shown[0] is lane
+                contexts = f"{len(lane.traces[0].nodes)} contexts · {lane.tokens} tokens"
+                assert contexts in str(app.query_one("#summary", Static).render())
+                await pilot.press("w")
+                app.screen.query_one("#path", Input).value = str(tmp_path / f"{method}.jsonl")
+                await pilot.press("enter")
+                await pilot.pause()
+                assert read_traces(tmp_path / f"{method}.jsonl")[0].method == method
+            app.query_one("#detail").focus()  # off the lanes: still the lane focused last
+            await pilot.pause()
+            assert app.lane is lanes[1]
+
+    tui.run(body())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from textual.widgets import Input
 
 from retune_tui.evaluate.faults import first_fault
@@ -67,8 +68,85 @@ def test_a_damaged_file_is_one_line_not_a_crash(tui, app_factory, tmp_path):
         app = app_factory(path)
         async with app.run_test(size=tui.SIZE, notifications=True) as pilot:
             await tui.settle(pilot)
-            assert app.run_view.state == "error"
-            assert "bad.jsonl" in app._note and "\n" not in app._note
+            assert app.run_view.state == "idle" and not app.run_view.lanes
+            assert "bad.jsonl:1:" in app._note and "\n" not in app._note
+            assert app._note in str(app.query_one("#summary").render())
+            assert app.failure is not None and str(app.failure) == app._note
+
+    tui.run(body())
+
+
+def corrupt(path, field: str, value) -> int:
+    """Set ``field`` of the file's first text event to ``value``; its line number."""
+    lines = path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if '"text_generated"' in line)
+    event = json.loads(lines[at])
+    event[field] = value
+    lines[at] = json.dumps(event)
+    path.write_text("\n".join(lines) + "\n")
+    return at + 1
+
+
+@pytest.mark.parametrize(("field", "value"), [("t", "abc"), ("tree", "0"), ("text", 5)])
+def test_a_field_of_the_wrong_type_is_one_line_and_the_app_carries_on(tui, app_factory, trace_file, field, value):
+    path = trace_file("48213 + 90771")
+    line = corrupt(path, field, value)
+
+    async def body():
+        app = app_factory(path)
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.settle(pilot)
+            assert app._note.startswith(f"{path}:{line}: not a trace event") and repr(field) in app._note
+            assert "\n" not in app._note and not app.run_view.lanes
+            await tui.type_problem(pilot, "12 + 34")  # the app carries on
+            await tui.settle(pilot)
+            assert app.run_view.lanes[0].traces[0].finished.correct
+
+    tui.run(body())
+
+
+def export_of(trace_file) -> str:
+    return json.dumps(read_traces(trace_file("1 0 1", name="for-export.jsonl"))[0].to_json(), indent=2)
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ("garbage\n", "bad:1: not a trace event"),
+    (b"\x89PNG\r\n\x1a\n\x00\xff", "not a trace file (not UTF-8 text)"),
+    ("truncated", "bad:6: not a trace event"),  # the last line cut in half
+    ("export", "one JSON document (an export?)"),
+    ("", "holds no trace"),
+    ('{"event": "run_finished", "tree": 0, "t": 0.1, "status": "done"}\n', "holds no trace"),
+])
+def test_a_bad_file_opened_keeps_the_tree_on_screen(tui, app_factory, trace_file, tmp_path, content, words):
+    bad = tmp_path / "bad"
+    if content == "truncated":
+        whole = trace_file("1 0 1", name="whole.jsonl").read_text().splitlines()
+        bad.write_text("\n".join(whole[:5]) + "\n" + whole[5][: len(whole[5]) // 2])
+    elif content == "export":
+        bad.write_text(export_of(trace_file))
+    elif isinstance(content, bytes):
+        bad.write_bytes(content)
+    else:
+        bad.write_text(content)
+
+    async def body():
+        app = app_factory()
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.type_problem(pilot, "12 + 34")  # an unsaved run
+            await tui.settle(pilot)
+            lane = app.run_view.lanes[0]
+            await pilot.press("o")
+            app.screen.query_one("#path", Input).value = str(bad)
+            await pilot.press("enter")
+            await tui.settle(pilot)
+            assert app.run_view.lanes == [lane] and lane.traces[0].problem == "12 + 34"
+            assert app.run_view.state == "done"
+            assert words in app._note and "\n" not in app._note
+            assert app._note in str(app.query_one("#summary").render())
+            await pilot.press("r")  # runs the solve again, not the bad file
+            await tui.settle(pilot)
+            assert app.run_view.job.kind == "solve" and app.run_view.lanes[0].traces[0].finished.correct
+            assert app.failure is None  # only what was given at start makes --screenshot fail
 
     tui.run(body())
 
@@ -192,5 +270,57 @@ def test_save_export_and_replay(tui, app_factory, tmp_path):
             replayed = app.run_view.lanes[0]
             assert replayed.events == events and replayed.traces[0].to_json() == saved.to_json()
             assert read_events(tmp_path / "saved.jsonl") == events
+
+    tui.run(body())
+
+
+def test_a_search_without_a_match_says_so(tui, app_factory, trace_file):
+    path = trace_file("48213 + 90771")
+
+    async def body():
+        app = app_factory(path)
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.settle(pilot)
+            await pilot.press("slash", *"zzz", "enter")
+            await pilot.pause()
+            assert "no node matches 'zzz'" in str(app.query_one("#summary").render())
+            await pilot.press("escape")
+            await pilot.pause()
+            assert "no node matches" not in str(app.query_one("#summary").render())
+            app.filter_lanes("13 + 71")
+            assert "no node matches" not in str(app.query_one("#summary").render())
+
+    tui.run(body())
+
+
+def test_opening_a_folder_says_it_is_a_folder(tui, app_factory, tmp_path):
+    async def body():
+        app = app_factory()
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await pilot.press("escape", "o")
+            app.screen.query_one("#path", Input).value = str(tmp_path)
+            await pilot.press("enter")
+            assert f"{tmp_path} is a folder" in str(app.screen.query_one("#path-hint").render())
+
+    tui.run(body())
+
+
+def test_collapse_all_keeps_the_cursor_in_its_problem(tui, app_factory, trace_file):
+    path = trace_file("48213 + 90771", "1 0 1 1", "[3, -2, 5]")
+
+    async def body():
+        app = app_factory(path)
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.settle(pilot)
+            lane = app.run_view.lanes[0]
+            lane.focus()
+            for tree in (1, 2, 0):
+                last = max(lane.traces[tree].nodes)
+                lane.go_to((tree, last))  # deep in problem #tree
+                await pilot.pause()
+                await pilot.press("minus")
+                await pilot.pause()
+                assert lane.cursor_key == (tree, 0) and lane.last_line == 2
+                await pilot.press("equals_sign")
 
     tui.run(body())

@@ -61,6 +61,7 @@ def help_sections(app_bindings: Iterable[BindingType]) -> list[tuple[str, list[t
 class HelpScreen(ModalScreen[None]):
     """Every key, grouped by where it works."""
 
+    AUTO_FOCUS = "#help-box"  # so the arrow keys scroll it
     BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close")]
 
     def __init__(self, app_bindings: Iterable[BindingType]) -> None:

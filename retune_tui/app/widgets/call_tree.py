@@ -38,7 +38,7 @@ class CallTree(Tree[Key]):
     BINDINGS = [
         Binding("minus", "collapse_all", "Collapse all", show=False),
         Binding("equals_sign,plus", "expand_all", "Expand all", show=False),
-        Binding("right_square_bracket", "next_error", "Next error", key_display="]"),
+        Binding("right_square_bracket", "next_error", "Next error", show=False),
         Binding("left_square_bracket", "previous_error", "Previous error", show=False),
         Binding("F", "first_fault", "First fault", show=False),
         Binding("f", "follow", "Follow the running node", show=False),
@@ -233,9 +233,13 @@ class CallTree(Tree[Key]):
     # --- navigation (keys) ----------------------------------------------------------------
 
     def action_collapse_all(self) -> None:
+        """Every problem folded to its root; the cursor stays in the problem it was in."""
         self.follow = False
+        key = self.cursor_key
         for child in self.root.children:
             child.collapse_all()
+        if key is not None:
+            self.go_to((key[0], 0))
 
     def action_expand_all(self) -> None:
         self.root.expand_all()

@@ -41,8 +41,11 @@ class DetailPane(VerticalScroll):
 class RunSummary(Static):
     """One line: what the run is doing, the answer against the ground truth, speed."""
 
-    def show(self, state: str, lane: CallTree | None, key: Key | None, note: str = "") -> None:
+    def show(self, state: str, lane: CallTree | None, key: Key | None, note: str = "", hint: str = "") -> None:
+        """``note``: an error to show (red); ``hint``: anything else worth a word (yellow).
+        Both come before the figures, which a narrow terminal cuts first."""
         text = Text.assemble((f" {state} ", f"bold reverse {STATE_STYLE.get(state, '')}"), " ")
+        figures = ""
         if lane is not None and lane.traces:
             tree = key[0] if key is not None and key[0] in lane.traces else max(lane.traces)
             trace = lane.traces[tree]
@@ -52,11 +55,14 @@ class RunSummary(Static):
             text.append_text(trace_verdict(trace, live=lane.live))
             contexts = sum(len(t.nodes) for t in lane.traces.values())
             rate = f"{lane.tokens / lane.elapsed:,.0f} tok/s" if lane.elapsed > 0 else "– tok/s"
-            text.append(f"   {contexts} contexts · {lane.tokens} tokens · {rate} · {lane.elapsed:.2f} s", "dim")
+            figures = f"   {contexts} contexts · {lane.tokens} tokens · {rate} · {lane.elapsed:.2f} s"
         elif state == "running":
             text.append("starting… (a model loads on its first run)", "dim")
+        if hint:
+            text.append(f"   {hint}", "yellow")
         if note:
             text.append(f"   {note}", "red")
+        text.append(figures, "dim")
         self.update(text, layout=False)  # one line, always: no layout pass per batch
 
 

@@ -35,10 +35,14 @@ class ProblemBar(Vertical):
         super().__init__(id=id)
         self._initial_task = task or AUTO
         self._initial_method = method
+        self.error: str | None = None
+        """The error the message line shows (None: it shows a hint or what the text reads as)."""
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="problem-row"):
-            yield Input(placeholder=PLACEHOLDER, id="problem")
+            # Focus coming back (after a dialog, or with i) must not select the text: the next
+            # key would replace the problem.
+            yield Input(placeholder=PLACEHOLDER, id="problem", select_on_focus=False)
             yield Select([("task: auto", AUTO)] + [(f"task: {name}", name) for name in TASKS],
                          value=self._initial_task, allow_blank=False, id="task")
             yield Select([(f"method: {m}", m.value) for m in METHODS], value=self._initial_method.value,
@@ -59,7 +63,11 @@ class ProblemBar(Vertical):
         return self.query_one("#problem", Input).value
 
     def set_text(self, text: str) -> None:
-        self.query_one("#problem", Input).value = text
+        """Put ``text`` in the input as if typed, but leave the message line to ``check``
+        (the change would otherwise replace its error with the typing hint)."""
+        field = self.query_one("#problem", Input)
+        with field.prevent(Input.Changed):
+            field.value = text
 
     def check(self) -> str | None:
         """The problem's task if the text parses, else None (and the message says why)."""
@@ -79,6 +87,7 @@ class ProblemBar(Vertical):
         line = self.query_one("#message", Static)
         line.update(message)
         line.set_class(error, "-error")
+        self.error = message if error else None
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "problem":

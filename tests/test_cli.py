@@ -201,3 +201,16 @@ def test_a_problem_deeper_than_pythons_recursion_limit():
     trace = Trace(0, nodes={d: Node(d, d - 1 if d else None, d, "p", [Segment("c", call=d + 1)], [d + 1])
                             for d in range(bits)})
     assert sum(1 for _ in writing_order(trace)) == bits
+
+
+def test_report_tells_the_same_adapter_in_two_files_apart(tmp_path):
+    for name in ("before", "after"):
+        result = invoke("eval", "--oracle", "--task", "parity", "--methods", "baseline,retuning", "--sizes", "2",
+                        "--n", "2", "--out", str(tmp_path / f"{name}.json"))
+        assert result.exit_code == 0, result.output
+    one = invoke("report", str(tmp_path / "before.json"), "--markdown", str(tmp_path / "one.md"))
+    assert one.exit_code == 0 and "before: oracle" not in (tmp_path / "one.md").read_text()
+    both = invoke("report", str(tmp_path / "before.json"), str(tmp_path / "after.json"),
+                  "--markdown", str(tmp_path / "both.md"))
+    table = (tmp_path / "both.md").read_text()
+    assert both.exit_code == 0 and "before: oracle" in table and "after: oracle" in table

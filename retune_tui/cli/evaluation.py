@@ -169,10 +169,13 @@ def report_command(
         if not these:
             raise InputError(f"{path} holds no evaluated runs")
         by_file.append((path, these))
-    labels = [run.label for _, these in by_file for run in these]
+    files_of: dict[str, set[Path]] = {}
     for path, these in by_file:
         for run in these:
-            if labels.count(run.label) > 1:  # the same adapter in two files: say which file each is
+            files_of.setdefault(run.label, set()).add(path)
+    for path, these in by_file:
+        for run in these:
+            if len(files_of[run.label]) > 1:  # the same adapter in two files: say which file each is
                 run.label = f"{path.stem}: {run.label}"
         runs += these
     _show_results(runs, settings, plot, details)

@@ -7,9 +7,11 @@ file is JSON Lines, one event a line, possibly interleaving several problems (``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import sys
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -299,7 +301,12 @@ class Trace:
             stack.extend(self.nodes[c] for c in reversed(node.children))
 
     def to_json(self) -> dict[str, Any]:
-        """The tree as nested JSON, for ``retune trace show --json`` and exports."""
+        """The tree as nested JSON, for ``retune trace show --json`` and exports (pass it
+        to ``dumps_nested``: a tree may be nested deeper than Python's recursion limit)."""
+        with room_to_nest(self):
+            return self._to_json()
+
+    def _to_json(self) -> dict[str, Any]:
 
         def node_json(node: Node) -> dict[str, Any]:
             return {
@@ -330,6 +337,25 @@ class Trace:
             "error": fin.error if fin else None,
             "root": node_json(self.root) if self.root else None,
         }
+
+
+@contextlib.contextmanager
+def room_to_nest(*traces: Trace) -> Iterator[None]:
+    """Python's recursion limit raised, for the while, to nest the deepest of ``traces`` as
+    JSON (a node is two levels: its object and its list of children)."""
+    depth = max((node.depth for trace in traces for node in trace.nodes.values()), default=0)
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, 4 * depth + 1000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
+
+
+def dumps_nested(data: Any, traces: Iterable[Trace], **kwargs: Any) -> str:
+    """``json.dumps`` of the nested JSON of ``traces`` (their ``to_json``), however deep."""
+    with room_to_nest(*traces):
+        return json.dumps(data, **kwargs)
 
 
 def build_traces(events: Iterable[Event]) -> list[Trace]:

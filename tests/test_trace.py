@@ -141,3 +141,17 @@ def test_an_export_is_not_taken_for_a_trace(tmp_path):
 def test_a_folder_is_not_a_trace_file(tmp_path):
     with pytest.raises(TraceFileError, match="is a folder"):
         read_events(tmp_path)
+
+
+def test_a_tree_deeper_than_pythons_recursion_limit_is_written_as_nested_json():
+    import sys
+
+    from retune_tui.trace import NodeOpened, ProblemStarted, Trace, dumps_nested
+
+    trace = Trace(0)
+    trace.apply(ProblemStarted(0, 0.0, "parity", "retuning", "1 1"))
+    depth = sys.getrecursionlimit() + 200
+    for node in range(depth):
+        trace.apply(NodeOpened(0, 0.0, node, node - 1 if node else None, node, "p"))
+    text = dumps_nested(trace.to_json(), [trace])
+    assert text.count('"depth"') == depth and sys.getrecursionlimit() < depth

@@ -468,3 +468,13 @@ def test_the_last_step_is_logged_whatever_the_logging_steps(base, tmp_path):
     result = train(quick(base, tmp_path / "run", max_steps=3, logging_steps=50), progress=False)
     log = [json.loads(line) for line in (tmp_path / "run" / "loss.jsonl").read_text().splitlines()]
     assert result.final_loss is not None and [r["step"] for r in log] == [3]
+
+
+def test_restart_starts_over_a_run_that_never_finished_and_replaces_a_finished_one(base, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "loss.jsonl").write_text('{"step": 5, "loss": 1.0}\n')  # all a run killed early leaves
+    train(quick(base, run, max_steps=4, save_steps=2), restart=True, progress=False)
+    first = (run / "adapter_model.safetensors").read_bytes()
+    result = train(quick(base, run, max_steps=4, save_steps=2, learning_rate=0.02), restart=True, progress=False)
+    assert not result.already_done and (run / "adapter_model.safetensors").read_bytes() != first

@@ -4,7 +4,6 @@ is wrong with a path to write, in one line (plain Python)."""
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from retune_tui.checks import detour_note
 from retune_tui.errors import UserError
 from retune_tui.files import atomic_write_text, check_folder
 from retune_tui.tasks.protocol import return_text
-from retune_tui.trace import Event, Node, Trace, write_events
+from retune_tui.trace import Event, Node, Trace, dumps_nested, write_events
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 
@@ -84,7 +83,7 @@ def export_text(trace: Trace, path: Path, node_id: int | None = None) -> str:
     if path.suffix.lower() in MARKDOWN_SUFFIXES:
         return trace_markdown(trace, node_id)
     data = trace.to_json() if node_id is None else node_json(trace, node_id)
-    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    return dumps_nested(data, [trace], ensure_ascii=False, indent=2) + "\n"
 
 
 def output_problem(path: Path) -> str | None:

@@ -159,7 +159,7 @@ def _int_list(text: str, what: str) -> list[int]:
     return values
 
 
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".webp", ".tif", ".tiff")  # matplotlib's
 
 
 def _plot_path(path: Path | None, overwrite: bool) -> Path | None:
@@ -173,7 +173,8 @@ def _plot_path(path: Path | None, overwrite: bool) -> Path | None:
     if not path.suffix:
         path = path.with_suffix(".png")
     if path.suffix.lower() not in PLOT_SUFFIXES:
-        raise InputError(f"--plot {path}: a plot is written as {', '.join(PLOT_SUFFIXES)}")
+        raise InputError(f"--plot {path}: a plot is written as .png, .svg, .pdf, .jpg or another of matplotlib's "
+                         "formats")
     check_output(path, overwrite=overwrite, option="--plot")
     return path
 

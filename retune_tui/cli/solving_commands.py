@@ -93,9 +93,7 @@ def trace_show(
     tree: Annotated[int | None, typer.Option(help="Only the problem with this tree id.")] = None,
 ) -> None:
     """Draw a saved trace again (or print it as JSON)."""
-    import json
-
-    from retune_tui.trace import read_traces
+    from retune_tui.trace import dumps_nested, read_traces
 
     traces = read_traces(path)
     if tree is not None:
@@ -103,7 +101,7 @@ def trace_show(
         if not traces:
             raise InputError(f"{path} holds no tree {tree}")
     if as_json:
-        typer.echo(json.dumps([t.to_json() for t in traces], indent=2, ensure_ascii=False))
+        typer.echo(dumps_nested([t.to_json() for t in traces], traces, indent=2, ensure_ascii=False))
         return
     from rich.console import Console
 

@@ -74,6 +74,16 @@ def resolve_device(name: str) -> Any:
     return device
 
 
+def _tied_embeddings(model: Any) -> bool:
+    """The base's output layer shares its weights with the input embeddings (gpt2, Qwen2.5,
+    SmolLM…): merging an adapted lm_head would write its update into the embeddings too."""
+    from retune_tui.engine.hf import base_model_of
+
+    base = base_model_of(model)
+    inputs, outputs = base.get_input_embeddings(), base.get_output_embeddings()
+    return inputs is not None and outputs is not None and inputs.weight.data_ptr() == outputs.weight.data_ptr()
+
+
 def _float32() -> Any:
     import torch
 
@@ -116,6 +126,8 @@ def _check_hub(name: str, what: str) -> None:
 
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return  # transformers looks in the cache only, and says so itself
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return  # the proxy resolves names, not this machine
     if isinstance(try_to_load_from_cache(name, "config.json"), str):
         return
     host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
@@ -239,8 +251,9 @@ def load_model(spec: ModelSpec, *, task: str | None = None, method: str | None =
     (bundled model, 2-core CPU, 2026-11-27: 1.3-1.5 times the problems per second for one
     12-digit addition or batches of 16 DP and 64 addition problems, every trace the same as
     unmerged; `retune eval` of 300 additions 74 s against 85 s; 700 evaluated additions
-    right and wrong exactly as unmerged). In bf16 and fp16 a merge would round the adapter's small updates away, so the
-    adapter stays a separate layer.
+    right and wrong exactly as unmerged). In bf16 and fp16 a merge would round the adapter's
+    small updates away, and with tied input and output embeddings it would change both, so
+    there the adapter stays a separate layer.
     """
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
@@ -249,7 +262,7 @@ def load_model(spec: ModelSpec, *, task: str | None = None, method: str | None =
     manifest = None
     if spec.adapter:
         model, manifest = attach_adapter(model, spec, task=task, method=method)
-        if dtype == _float32():
+        if dtype == _float32() and not _tied_embeddings(model):
             model = model.merge_and_unload()
     name = spec.base if not spec.adapter else f"{spec.base} + {spec.adapter}"
     return LoadedModel(model, tokenizer, manifest, device, name)

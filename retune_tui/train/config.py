@@ -84,8 +84,8 @@ class TrainConfig:
             raise InputError("base: give a base model (--base) or an architecture config (--base-config)")
         if self.base is not None and self.base_config is not None:
             raise InputError("base: give a base model (--base) or an architecture config (--base-config), not both")
-        if self.base_config is not None and not Path(self.base_config).is_file():
-            raise InputError(f"base_config: {self.base_config} is not a file")
+        if self.base_config is not None and self.base_config.endswith(".json") and not Path(self.base_config).is_file():
+            raise InputError(f"base_config: {self.base_config} not found")
         if self.init_adapter is not None and self.full:
             raise InputError("init_adapter: continues a LoRA adapter; it cannot be combined with full")
         if self.lengths is not None:

@@ -23,7 +23,7 @@ import torch
 from retune_tui.engine.hf import base_model_of, max_positions
 from retune_tui.errors import InputError, UserError
 from retune_tui.files import atomic_write_text
-from retune_tui.manifest import Manifest, config_fingerprint
+from retune_tui.manifest import MANIFEST_NAME, Manifest, config_fingerprint
 from retune_tui.train import dataset as ds
 from retune_tui.train.callbacks import LossLog, ProgressBar, TimeCosine, TimeLimit
 from retune_tui.train.config import FIELDS, TrainConfig
@@ -60,12 +60,19 @@ def last_checkpoint(directory: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _check_previous_run(config: TrainConfig, out: Path) -> None:
+#: What a run leaves in its folder, even one killed before its end.
+RUN_FILES = (CONFIG_NAME, MANIFEST_NAME, "checkpoints", "loss.jsonl", ".saving")
+
+
+def _check_is_a_run(out: Path) -> None:
+    """``out`` is a folder that is empty, missing or a run's: nothing else is written over."""
     if out.is_file():
         raise InputError(f"--out {out} is a file; give a folder")
-    is_run = any((out / name).exists() for name in (CONFIG_NAME, "retune.json", "checkpoints"))
-    if out.is_dir() and not is_run and any(out.iterdir()):
+    if out.is_dir() and not any((out / name).exists() for name in RUN_FILES) and any(out.iterdir()):
         raise InputError(f"--out {out} holds files that are not a retune run; choose another folder")
+
+
+def _check_previous_run(config: TrainConfig, out: Path) -> None:
     saved = out / CONFIG_NAME
     if not saved.exists():
         return
@@ -141,9 +148,11 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
 
     out = config.output_dir
     checkpoints = out / "checkpoints"
-    if restart and out.exists():
+    _check_is_a_run(out)
+    if restart and out.exists():  # the run before is gone: its checkpoints, settings and manifest
         shutil.rmtree(checkpoints, ignore_errors=True)
-        (out / CONFIG_NAME).unlink(missing_ok=True)
+        for name in (CONFIG_NAME, MANIFEST_NAME):
+            (out / name).unlink(missing_ok=True)
     _check_previous_run(config, out)
     resume = last_checkpoint(checkpoints)
     if require_checkpoint and resume is None:
@@ -232,8 +241,8 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     seconds = time.perf_counter() - start
     state = trainer.state
     final_loss = log.last_loss
-    earlier = Manifest.read(out) if resume is not None else None
-    if earlier is not None and state.global_step == _step_of(resume) == earlier.steps:
+    earlier = _manifest_or_none(out) if resume is not None and state.global_step == _step_of(resume) else None
+    if earlier is not None and earlier.steps == state.global_step:
         # Re-run of a finished run: its adapter and manifest stay as they were.
         return TrainResult(out, earlier.steps, earlier.final_loss, seconds, 0, str(resume), already_done=True)
     if trainer.is_world_process_zero():
@@ -241,6 +250,14 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
         log.plot(out / "loss.png", title=f"{config.task} · {config.method}")
     return TrainResult(out, state.global_step, final_loss, seconds, int(state.num_input_tokens_seen or 0),
                        str(resume) if resume else None)
+
+
+def _manifest_or_none(out: Path) -> Manifest | None:
+    """The manifest in ``out``; None if it is missing or unreadable (it is then rewritten)."""
+    try:
+        return Manifest.read(out)
+    except UserError:
+        return None
 
 
 def _step_of(checkpoint: Path | None) -> int:

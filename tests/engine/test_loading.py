@@ -162,3 +162,26 @@ def test_a_hub_name_that_cannot_be_downloaded_is_one_line_at_once(monkeypatch):
     with pytest.raises(UserError, match="'someone/no-such-model' is no local folder and not in the Hugging Face "
                                         "cache, and huggingface.co cannot be reached"):
         load_model(ModelSpec("someone/no-such-model"))
+
+
+def test_an_adapter_on_tied_embeddings_is_not_merged(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = tiny_model("gpt2", dtype=torch.float32)
+    assert model.get_input_embeddings().weight.data_ptr() == model.get_output_embeddings().weight.data_ptr()
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=4, target_modules=["c_attn", "lm_head"],
+                                            fan_in_fan_out=True))
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    lora.save_pretrained(tmp_path / "adapter", save_embedding_layers=False)
+    ids = torch.tensor([tok("1 + 2")["input_ids"]])
+    with torch.no_grad():
+        expected = lora(input_ids=ids).logits
+    loaded = load_model(ModelSpec(str(tmp_path / "base"), str(tmp_path / "adapter"), device="cpu"))
+    assert any("lora" in name for name, _ in loaded.model.named_parameters())  # kept apart
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(input_ids=ids).logits, expected)

@@ -186,6 +186,8 @@ def test_usage_errors_are_one_line_with_a_hint():
     negative = retune("solve", "-2 3 5")
     assert negative.returncode == 2 and "put -- before it" in negative.stderr
     assert retune("solve", "--model", "oracle", "--", "-2 3 5").returncode == 0
+    debug = retune("solve", "12x", "--model", "oracle", "--debug")  # --debug after the command too
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
 def test_a_problem_deeper_than_pythons_recursion_limit():

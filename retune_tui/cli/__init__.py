@@ -201,6 +201,9 @@ def run_cli(args: list[str]) -> int:
     """Run ``retune ARGS``; a usage error (unknown option, missing argument) is one line."""
     from typer.exceptions import TyperException
 
+    options = args[: args.index("--")] if "--" in args else args
+    if "--debug" in options[1:]:  # `retune solve … --debug` as well as `retune --debug solve …`
+        args = ["--debug"] + [a for i, a in enumerate(args) if not (a == "--debug" and i < len(options))]
     try:
         code = app(args, prog_name="retune", standalone_mode=False)
     except TyperException as exc:  # typer's own click raises these for the command line

@@ -48,6 +48,14 @@ def check_size(size: int) -> None:
         raise InputError(f"size {size} is past the largest this tool makes problems of ({MAX_SIZE})")
 
 
+FORMATS = ("jsonl", "paper")
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise InputError(f"unknown --format {fmt!r}; choose {' or '.join(FORMATS)}")
+
+
 def parse_lengths(text: str) -> tuple[int, int]:
     """``"1-15"`` → (1, 15); ``"7"`` → (7, 7)."""
     parts = text.replace(" ", "").split("-")
@@ -178,8 +186,7 @@ def write_dataset(
         dedup: drop examples identical to an earlier one.
         workers: processes making examples (default: one per CPU, at most 8).
     """
-    if fmt not in ("jsonl", "paper"):
-        raise InputError(f"unknown format {fmt!r}; choose jsonl or paper")
+    check_format(fmt)
     stats = WriteStats()
     seen: set[int] = set()
     chunks = [(spec, c, fmt) for c in range(math.ceil(spec.n / CHUNK))]

@@ -434,16 +434,22 @@ def read_trace_file(path: str | Path) -> tuple[list[Event], list[Trace]]:
     """
     path = Path(path)
     numbered = _read_numbered(path)
-    traces: dict[int, Trace] = {}
-    for number, event in numbered:
-        try:
-            traces.setdefault(event.tree, Trace(event.tree)).apply(event)
-        except EventOrderError as exc:
-            raise TraceFileError(f"{path}:{number}: events out of order or missing: {exc} "
-                                 "(a truncated or edited trace?)") from None
-    if not any(trace.root is not None for trace in traces.values()):
+    line = 0
+
+    def in_order() -> Iterator[Event]:
+        nonlocal line
+        for number, event in numbered:
+            line = number  # the line of the event being applied, should it not fit
+            yield event
+
+    try:
+        traces = build_traces(in_order())
+    except EventOrderError as exc:
+        raise TraceFileError(f"{path}:{line}: events out of order or missing: {exc} "
+                             "(a truncated or edited trace?)") from None
+    if not any(trace.root is not None for trace in traces):
         raise TraceFileError(f"{path} holds no trace")
-    return [event for _, event in numbered], list(traces.values())
+    return [event for _, event in numbered], traces
 
 
 def read_traces(path: str | Path) -> list[Trace]:

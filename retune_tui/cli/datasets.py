@@ -46,8 +46,7 @@ def data(
     from retune_tui.tasks import get_method, get_task
 
     the_task, the_method = get_task(task), get_method(method)
-    if fmt not in ("jsonl", "paper"):
-        raise InputError(f"unknown --format {fmt!r}; choose jsonl or paper")
+    datasets.check_format(fmt)
     if problem is not None:
         if out is not None:
             raise InputError("--problem prints one problem's examples; --out writes a data set: give one of them")

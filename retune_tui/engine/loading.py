@@ -84,12 +84,6 @@ def _tied_embeddings(model: Any) -> bool:
     return inputs is not None and outputs is not None and inputs.weight.data_ptr() == outputs.weight.data_ptr()
 
 
-def _float32() -> Any:
-    import torch
-
-    return torch.float32
-
-
 def resolve_dtype(name: str, device: Any) -> Any:
     import torch
 
@@ -255,6 +249,8 @@ def load_model(spec: ModelSpec, *, task: str | None = None, method: str | None =
     small updates away, and with tied input and output embeddings it would change both, so
     there the adapter stays a separate layer.
     """
+    import torch
+
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     model = load_base(spec, device, dtype)
@@ -262,7 +258,7 @@ def load_model(spec: ModelSpec, *, task: str | None = None, method: str | None =
     manifest = None
     if spec.adapter:
         model, manifest = attach_adapter(model, spec, task=task, method=method)
-        if dtype == _float32() and not _tied_embeddings(model):
+        if dtype == torch.float32 and not _tied_embeddings(model):
             model = model.merge_and_unload()
     name = spec.base if not spec.adapter else f"{spec.base} + {spec.adapter}"
     return LoadedModel(model, tokenizer, manifest, device, name)

@@ -127,8 +127,7 @@ def _subjects(config: EvalConfig) -> Iterator[Subject]:
         yield from _whole_model_subjects(config)
     for adapter in config.adapters:
         manifest = Manifest.read(adapter)
-        if manifest is None:
-            raise InputError(f"{adapter} has no retune.json manifest; cannot tell its task and method")
+        assert manifest is not None  # EvalConfig checked every adapter's
         subject = _model_subject(config, adapter, manifest)
         yield subject
         subject.loaded = None  # the only reference to the model: it goes before the next one loads

@@ -100,7 +100,7 @@ def _has(directory: Path, *patterns: str) -> bool:
 
 def check_exists(name: str, what: str = "base model") -> None:
     """A name that is clearly a local path (not a hub name) must exist, as a folder; a hub
-    name must be in the local cache or the hub reachable (else one line at once, where
+    name must be in the local cache or the hub reachable (else one line within seconds, where
     transformers would retry for most of a minute)."""
     if Path(name).is_file():
         raise UserError(f"{what} {name!r} is a file; give the model's folder or a hub name")
@@ -111,23 +111,26 @@ def check_exists(name: str, what: str = "base model") -> None:
     _check_hub(name, what)
 
 
+HUB_TIMEOUT_SECONDS = 5.0
+
+
 def _check_hub(name: str, what: str) -> None:
     import os
-    import socket
     from urllib.parse import urlparse
 
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
 
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return  # transformers looks in the cache only, and says so itself
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return  # the proxy resolves names, not this machine
     if isinstance(try_to_load_from_cache(name, "config.json"), str):
         return
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        socket.getaddrinfo(host, 443)
-    except OSError:
+    try:  # one request, no retries: no DNS, no route out, a stalled proxy or a bad certificate fail here
+        HfApi().model_info(name, timeout=HUB_TIMEOUT_SECONDS)
+    except HfHubHTTPError:
+        return  # the hub answered (a missing, gated or private model): transformers says what to do
+    except Exception:
+        host = urlparse(HfApi().endpoint).hostname
         raise UserError(f"{what} {name!r} is no local folder and not in the Hugging Face cache, and {host} "
                         "cannot be reached to download it (offline?)") from None
 

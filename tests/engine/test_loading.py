@@ -164,6 +164,45 @@ def test_a_hub_name_that_cannot_be_downloaded_is_one_line_at_once(monkeypatch):
         load_model(ModelSpec("someone/no-such-model"))
 
 
+def test_a_network_with_no_route_out_is_one_line_after_one_short_try(monkeypatch):
+    from huggingface_hub import HfApi, constants
+
+    from retune_tui.engine import loading
+
+    asked = []
+
+    def stalled(self, name, timeout=None, **kwargs):
+        asked.append((self.endpoint, name, timeout))
+        raise TimeoutError("timed out")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "ENDPOINT", "https://mirror.example:8443")  # HF_ENDPOINT, read at import
+    monkeypatch.setattr(HfApi, "model_info", stalled)
+    with pytest.raises(UserError, match="mirror.example cannot be reached"):
+        loading.check_exists("someone/no-such-model")
+    assert asked == [("https://mirror.example:8443", "someone/no-such-model", loading.HUB_TIMEOUT_SECONDS)]
+
+
+def test_a_hub_that_answers_leaves_the_name_to_transformers(monkeypatch):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from retune_tui.engine import loading
+
+    class Unauthorized(HfHubHTTPError):
+        def __init__(self):  # no response object needed here
+            Exception.__init__(self, "401 Unauthorized")
+
+    def gated(self, name, timeout=None, **kwargs):
+        raise Unauthorized()
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(HfApi, "model_info", gated)
+    loading.check_exists("someone/gated-model")  # no error here: transformers asks for a token itself
+    monkeypatch.setattr(HfApi, "model_info", lambda self, name, timeout=None, **kwargs: object())
+    loading.check_exists("someone/some-model")
+
+
 def test_an_adapter_on_tied_embeddings_is_not_merged(tmp_path):
     from peft import LoraConfig, get_peft_model
 

@@ -124,3 +124,30 @@ def _register_train() -> None:
 
 
 _register_train()
+
+
+# --- average ------------------------------------------------------------------------------
+
+
+@app.command("average")
+@guarded
+def average(
+    adapters: Annotated[list[Path], typer.Argument(help="Two or more adapter folders made by `retune train`.")],
+    out: Annotated[Path, typer.Option(help="Folder for the averaged adapter.")],
+    weights: Annotated[str | None, typer.Option(help="One weight per adapter, like 1,3 (default: equal).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the adapter files already in --out.")] = False,
+) -> None:
+    """Average LoRA adapters trained from one start (the ends of a run's stages, a run and its
+    continuation): exactly, as one adapter of the summed rank. Adapters from different fresh
+    starts do not average."""
+    from retune_tui.train.average import average_adapters
+
+    parsed = None
+    if weights is not None:
+        try:
+            parsed = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise InputError(f"bad --weights {weights!r}; expected numbers like 1,3") from None
+    result = average_adapters(adapters, out, parsed, overwrite=overwrite)
+    shares = ", ".join(f"{w:.3g}" for w in result.weights)
+    typer.echo(f"averaged {len(adapters)} adapters (weights {shares}) into {result.out}, rank {result.rank}")

@@ -2,12 +2,13 @@
 # training/bundled/build.sh [--gpu] [NAME ...]
 # Rebuild everything in assets/: the base, then the nine adapters (evaluate them with the
 # commands in docs/results.md).
-# About 80 + 139 minutes on 2 CPU cores (see README.md beside this file). Runs one job at a
+# About 80 + 139 minutes on 2 CPU cores, and 23 more with --gpu (see README.md beside this file). Runs one job at a
 # time: two trainings on 2 cores are slower together than one after the other.
 # With --gpu, the adapters' GPU stages follow (gpu-stage.sh: about 12 + 5 + 6 minutes on one
 # GPU) for every adapter with a .gpu recipe (all but parity Re-Tuning, made on the CPU alone).
-# Addition Re-Tuning has no CPU stage: it is made by its two GPU stages alone, so without
-# --gpu it is left as shipped.
+# Addition Re-Tuning is made by its two GPU stages and a CPU stage after them (.polish), and
+# shipped as the average of the first GPU stage's adapter and the polished one (retune
+# average): without --gpu it is left as shipped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source training/bundled/data.sh
@@ -50,4 +51,10 @@ if [ $gpu -eq 1 ]; then
     for name in "${adapters[@]}"; do [ -f "training/bundled/$name.$stage.toml" ] && later+=("$name"); done
     [ ${#later[@]} -eq 0 ] || training/bundled/gpu-stage.sh --stage "$stage" "${later[@]}"
   done
+  if want addition-retuning; then  # 23 minutes on 2 CPU cores, then the average (seconds)
+    cpu_stage addition-retuning .polish
+    retune average runs/bundled/addition-retuning.gpu runs/bundled/addition-retuning.polish \
+      --out runs/bundled/addition-retuning.average --overwrite
+    training/bundled/ship.sh addition-retuning runs/bundled/addition-retuning.average .average
+  fi
 fi

@@ -17,3 +17,16 @@ def _no_bundled_model_unless_asked(request, tmp_path_factory, monkeypatch):
 def _never_the_hub(monkeypatch):
     """Tests never touch the network: the Hugging Face libraries look in the local cache only."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A tiny Llama saved as a base model (weights large enough for a LoRA to move the loss)."""
+    import torch
+    from tiny_models import tiny_model
+
+    path = tmp_path_factory.mktemp("base") / "llama"
+    model, tok = tiny_model("llama", dtype=torch.float32, init=0.3)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

@@ -16,15 +16,6 @@ from retune_tui.train.average import average_adapters
 TARGETS = ["q_proj", "v_proj", "down_proj", "lm_head"]
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    path = tmp_path_factory.mktemp("base") / "llama"
-    model, tok = tiny_model("llama", dtype=torch.float32, init=0.3)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def make_adapter(base, out, *, seed, r=4, alpha=8, rslora=False, task="parity", lengths=(1, 4), targets=TARGETS):
     """An adapter of random weights on ``base`` with the manifest `retune train` writes."""
     from peft import LoraConfig, get_peft_model

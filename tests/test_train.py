@@ -22,15 +22,6 @@ from retune_tui.train.run import last_checkpoint, train
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    path = tmp_path_factory.mktemp("base") / "llama"
-    model, tok = tiny_model("llama", dtype=torch.float32, init=0.3)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def quick(model_dir, out, **kw):
     settings = dict(task="parity", base=str(model_dir), out=str(out), max_steps=40, problems=200, lengths=(1, 4),
                     lora_r=8, lora_alpha=16, learning_rate=0.01, logging_steps=5, save_steps=20, micro_batch=8)

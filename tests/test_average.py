@@ -9,11 +9,11 @@ import torch
 from tiny_models import tiny_model
 
 from retune_tui.cli import run_cli
-from retune_tui.errors import InputError
+from retune_tui.errors import UserError
 from retune_tui.manifest import Manifest, config_fingerprint
 from retune_tui.train.average import average_adapters
 
-TARGETS = ["q_proj", "v_proj", "down_proj", "lm_head"]
+TARGETS = ["q_proj", "v_proj", "down_proj", "lm_head", "embed_tokens"]
 
 
 def make_adapter(base, out, *, seed, r=4, alpha=8, rslora=False, task="parity", lengths=(1, 4), targets=TARGETS):
@@ -47,18 +47,18 @@ def test_the_average_is_the_weighted_mean_of_the_updates(base, tmp_path):
 
     one = make_adapter(base, tmp_path / "one", seed=1)
     two = make_adapter(base, tmp_path / "two", seed=2, r=2, alpha=3, rslora=True, lengths=(3, 6))
-    result = average_adapters([one, two], tmp_path / "avg", [1, 3])
-    assert result.rank == 6 and result.weights == [0.25, 0.75]
+    result = average_adapters([one, two], tmp_path / "avg", [1e308, 1.5e308])  # as 2, 3: their sum would overflow
+    assert result.rank == 6 and result.weights == pytest.approx([0.4, 0.6])
 
     plain = merged_weights(base, tmp_path / "one")  # W + ΔW₁
     other = merged_weights(base, tmp_path / "two")  # W + ΔW₂
     averaged = merged_weights(base, tmp_path / "avg")
     for name, weight in averaged.items():
-        torch.testing.assert_close(weight, 0.25 * plain[name] + 0.75 * other[name], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(weight, 0.4 * plain[name] + 0.6 * other[name], rtol=1e-5, atol=1e-6)
 
     loaded = load_model(ModelSpec(str(base), str(tmp_path / "avg"), device="cpu"))  # merged at float32
     manual, _ = tiny_model("llama", dtype=torch.float32, init=0.3)
-    manual.load_state_dict({k: 0.25 * plain[k] + 0.75 * other[k] for k in plain})
+    manual.load_state_dict({k: 0.4 * plain[k] + 0.6 * other[k] for k in plain})
     ids = torch.tensor([loaded.tokenizer("What is the parity of [1, 0]?\nSolution: ")["input_ids"]])
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(input_ids=ids).logits, manual(input_ids=ids).logits,
@@ -67,7 +67,7 @@ def test_the_average_is_the_weighted_mean_of_the_updates(base, tmp_path):
     manifest = json.loads((tmp_path / "avg" / "retune.json").read_text())
     assert manifest["task"] == "parity" and manifest["train_lengths"] == [1, 6]
     assert [(a["adapter"], a["weight"], a["steps"]) for a in manifest["extra"]["averaged"]] == [
-        (str(one), 0.25, 100), (str(two), 0.75, 200)]
+        (str(one), pytest.approx(0.4), 100), (str(two), pytest.approx(0.6), 200)]
 
 
 def test_the_command_writes_an_adapter_and_refuses_to_replace_one(base, tmp_path, capsys):
@@ -93,6 +93,8 @@ def test_the_command_writes_an_adapter_and_refuses_to_replace_one(base, tmp_path
     ("weights", "--weights has 3 values for 2 adapters"),
     ("negative", "--weights must be positive"),
     ("into-itself", "is one of the adapters being averaged"),
+    ("a-run-folder", "holds other files than an adapter's (loss.jsonl)"),
+    ("broken-config", "is not a LoRA config"),
 ])
 def test_bad_input_is_one_line(base, tmp_path, case, message):
     one = make_adapter(base, tmp_path / "one", seed=1)
@@ -111,6 +113,12 @@ def test_bad_input_is_one_line(base, tmp_path, case, message):
         weights = [1.0, -1.0]
     if case == "into-itself":
         out = other
-    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        average_adapters(paths, out, weights)
-    assert not (tmp_path / "avg").exists()
+    if case == "a-run-folder":
+        out.mkdir()
+        (out / "loss.jsonl").write_text("{}")
+    if case == "broken-config":
+        (other / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        average_adapters(paths, out, weights, overwrite=True)
+    assert case == "a-run-folder" or not (tmp_path / "avg").exists()
+    assert not (tmp_path / "avg" / "adapter_model.safetensors").exists()

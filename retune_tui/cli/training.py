@@ -137,9 +137,11 @@ def average(
     weights: Annotated[str | None, typer.Option(help="One weight per adapter, like 1,3 (default: equal).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the adapter files already in --out.")] = False,
 ) -> None:
-    """Average LoRA adapters trained from one start (the ends of a run's stages, a run and its
-    continuation): exactly, as one adapter of the summed rank. Adapters from different fresh
-    starts do not average."""
+    """Average LoRA adapters of one start exactly, as one adapter; it can beat each of them.
+
+    One start: one fresh LoRA trained on (the ends of its stages, a run and its continuation).
+
+    Adapters of different fresh starts do not average; only task, method, base and layers are checked."""
     from retune_tui.train.average import average_adapters
 
     parsed = None

@@ -116,23 +116,48 @@ HUB_TIMEOUT_SECONDS = 5.0
 
 def _check_hub(name: str, what: str) -> None:
     import os
+    import threading
     from urllib.parse import urlparse
 
     from huggingface_hub import HfApi, try_to_load_from_cache
-    from huggingface_hub.errors import HfHubHTTPError
 
+    try:
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return
+    except ValueError:  # huggingface_hub's HFValidationError
+        raise UserError(f"{what} {name!r} is neither a local folder nor a valid Hugging Face hub name") from None
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return  # transformers looks in the cache only, and says so itself
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
-        return
-    try:  # one request, no retries: no DNS, no route out, a stalled proxy or a bad certificate fail here
-        HfApi().model_info(name, timeout=HUB_TIMEOUT_SECONDS)
-    except HfHubHTTPError:
-        return  # the hub answered (a missing, gated or private model): transformers says what to do
-    except Exception:
+    # One request, no retries, at most HUB_TIMEOUT_SECONDS in all (DNS, every address, the
+    # reply): in a thread, as the request's own timeout is per phase and per address.
+    outcome: list[Exception | None] = []
+
+    def ask() -> None:
+        try:
+            HfApi().model_info(name, timeout=HUB_TIMEOUT_SECONDS)
+            outcome.append(None)
+        except Exception as exc:  # judged below, on the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    thread.join(HUB_TIMEOUT_SECONDS)
+    if not outcome or _unreachable(outcome[0]):
         host = urlparse(HfApi().endpoint).hostname
         raise UserError(f"{what} {name!r} is no local folder and not in the Hugging Face cache, and {host} "
-                        "cannot be reached to download it (offline?)") from None
+                        "cannot be reached to download it (offline?)")
+
+
+def _unreachable(exc: Exception | None) -> bool:
+    """Whether a hub request failed for want of a connection. An HTTP answer of any status,
+    or a reply that did not parse, means the hub (or a mirror) is there: transformers says
+    what is wrong with the name itself."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if exc is None or isinstance(exc, HfHubHTTPError):
+        return False
+    transport = {"TransportError", "ConnectError", "TimeoutException", "ConnectionError", "SSLError"}
+    return isinstance(exc, OSError) or any(c.__name__ in transport for c in type(exc).__mro__)
 
 
 def load_tokenizer(spec: ModelSpec) -> Any:

@@ -25,11 +25,21 @@ from typing import Any
 
 from retune_tui.errors import InputError, UserError
 from retune_tui.files import atomic_write_text, check_folder
-from retune_tui.manifest import Manifest
+from retune_tui.manifest import MANIFEST_NAME, Manifest
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+ADAPTER_FILES = {ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST_NAME, "README.md", ".saving", *TOKENIZER_FILES}
+
+
+def _factor(key: str) -> str | None:
+    """Which LoRA factor a saved tensor is: A (rank × in), B (out × rank), or None (not LoRA's).
+    peft names an embedding layer's factors lora_embedding_A/B, with the same shapes' roles."""
+    for name in ("A", "B"):
+        if f".lora_{name}." in key or f".lora_embedding_{name}" in key:
+            return name
+    return None
 
 
 @dataclass
@@ -74,8 +84,9 @@ def _normalised(weights: list[float] | None, count: int) -> list[float]:
         raise InputError(f"--weights has {len(weights)} values for {count} adapters")
     if any(not math.isfinite(w) or w <= 0 for w in weights):
         raise InputError("--weights must be positive numbers")
-    total = sum(weights)
-    return [w / total for w in weights]
+    largest = max(weights)  # dividing by it first keeps the sum finite
+    total = sum(w / largest for w in weights)
+    return [w / largest / total for w in weights]
 
 
 def _check_out(out: Path, paths: list[Path], overwrite: bool) -> None:
@@ -83,8 +94,13 @@ def _check_out(out: Path, paths: list[Path], overwrite: bool) -> None:
         raise InputError(f"--out {out} is a file; give a folder")
     if any(out.resolve() == Path(p).resolve() for p in paths):
         raise InputError(f"--out {out} is one of the adapters being averaged; choose another folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"--out {out} exists and is not empty; pass --overwrite to replace what it holds")
+    if out.is_dir() and any(out.iterdir()):
+        other = sorted(p.name for p in out.iterdir() if p.name not in ADAPTER_FILES)
+        if other:
+            raise InputError(f"--out {out} holds other files than an adapter's ({', '.join(other[:3])}); "
+                             "choose another folder")
+        if not overwrite:
+            raise InputError(f"--out {out} holds an adapter; pass --overwrite to replace it")
     check_folder(out, "--out")
 
 
@@ -101,20 +117,23 @@ def _read_adapter(path: Path) -> Adapter:
         config = json.loads((path / ADAPTER_CONFIG).read_text())
     except ValueError as exc:
         raise UserError(f"{path / ADAPTER_CONFIG} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or not all(isinstance(config.get(k), (int, float)) and config[k] > 0
+                                               for k in ("r", "lora_alpha")):
+        raise UserError(f"{path / ADAPTER_CONFIG} is not a LoRA config (it needs positive r and lora_alpha)")
     manifest = Manifest.read(path)
     if manifest is None:
         raise InputError(f"{path} has no retune.json: give adapters made by `retune train`")
     if config.get("peft_type") != "LORA":
         raise InputError(f"{path} is a {config.get('peft_type')} adapter; only LoRA adapters can be averaged")
-    unsupported = [key for key in ("use_dora", "rank_pattern", "alpha_pattern", "lora_bias", "modules_to_save")
-                   if config.get(key)]
+    unsupported = [key for key in ("use_dora", "rank_pattern", "alpha_pattern", "lora_bias", "modules_to_save",
+                                   "target_parameters", "trainable_token_indices") if config.get(key)]
     if unsupported:
         raise InputError(f"{path} uses {', '.join(unsupported)}: only plain LoRA adapters can be averaged")
     try:
         tensors = load_file(path / ADAPTER_WEIGHTS)
     except SafetensorError as exc:
         raise UserError(f"{path / ADAPTER_WEIGHTS} cannot be read ({exc})") from None
-    other = sorted(k for k in tensors if ".lora_A." not in k and ".lora_B." not in k)
+    other = sorted(k for k in tensors if _factor(k) is None)
     if other:
         raise InputError(f"{path} holds weights other than LoRA's ({other[0]}, …): it cannot be averaged")
     return Adapter(path, config, manifest, tensors)
@@ -131,7 +150,7 @@ def _check_compatible(adapters: list[Adapter]) -> None:
         if set(other.tensors) != set(first.tensors):
             raise InputError(f"{other.path} and {first.path} adapt different layers (their target modules differ)")
         for key, tensor in first.tensors.items():
-            kept = 1 if ".lora_A." in key else 0  # A: (r, in); B: (out, r)
+            kept = 1 if _factor(key) == "A" else 0  # A: (r, in); B: (out, r)
             if other.tensors[key].shape[kept] != tensor.shape[kept]:
                 raise InputError(f"{other.path} and {first.path} differ in the shape of {key}")
 
@@ -141,7 +160,7 @@ def _averaged_tensors(adapters: list[Adapter], weights: list[float]) -> dict[str
 
     tensors = {}
     for key in adapters[0].tensors:
-        if ".lora_A." in key:  # (Σr, in)
+        if _factor(key) == "A":  # (Σr, in)
             parts = [a.tensors[key].float() for a in adapters]
             tensors[key] = torch.cat(parts, dim=0).contiguous()
         else:  # (out, Σr)

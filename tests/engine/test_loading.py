@@ -203,6 +203,42 @@ def test_a_hub_that_answers_leaves_the_name_to_transformers(monkeypatch):
     loading.check_exists("someone/some-model")
 
 
+def test_a_hub_request_that_hangs_is_given_up_after_the_timeout(monkeypatch):
+    import time
+
+    from huggingface_hub import HfApi
+
+    from retune_tui.engine import loading
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(loading, "HUB_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(HfApi, "model_info", lambda self, name, timeout=None, **kwargs: time.sleep(3))
+    start = time.monotonic()
+    with pytest.raises(UserError, match="cannot be reached"):
+        loading.check_exists("someone/slow-model")
+    assert time.monotonic() - start < 2
+
+
+def test_a_hub_that_answers_something_odd_is_still_reachable(monkeypatch):
+    from huggingface_hub import HfApi
+
+    from retune_tui.engine import loading
+
+    def odd_reply(self, name, timeout=None, **kwargs):
+        raise ValueError("Expecting value: line 1 column 1 (char 0)")  # an HTML page, not JSON
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(HfApi, "model_info", odd_reply)
+    loading.check_exists("someone/some-model")  # transformers says what is wrong, if anything
+
+
+def test_a_name_that_is_no_folder_and_no_hub_name_is_one_line():
+    from retune_tui.engine import loading
+
+    with pytest.raises(UserError, match="'bad name!' is neither a local folder nor a valid Hugging Face hub name"):
+        loading.check_exists("bad name!")
+
+
 def test_an_adapter_on_tied_embeddings_is_not_merged(tmp_path):
     from peft import LoraConfig, get_peft_model
 

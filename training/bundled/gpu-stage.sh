@@ -12,10 +12,12 @@
 # 5-6 minutes (scheduler cosine_time), so such a stage takes about 7 minutes whatever the
 # GPU; addition Re-Tuning's two fix their steps instead (they took 8 and 2 minutes on an H100).
 # Each continues the adapter of the stage before (build.sh's last, or the GPU stage before),
-# but for addition Re-Tuning's first, a fresh LoRA (that adapter is made on the GPU alone).
+# but for addition Re-Tuning's first, a fresh LoRA (its GPU stages come first; build.sh then
+# adds a CPU stage and ships an average of stages).
 # Where runs/bundled/ does not hold the adapter to continue (a fresh clone), the copy shipped
 # in assets/adapters/NAME is used instead: the adapter after its last stage, so the stage
-# then trains on from there rather than repeating itself. Set RETUNE to the command that
+# then trains on from there rather than repeating itself; not where the shipped adapter is an
+# average of stages (addition Re-Tuning), which no stage continues. Set RETUNE to the command that
 # runs retune (default: retune) and PYTHON to its Python (default: python3).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,6 +37,9 @@ for name in "${names[@]}"; do
   init=$(sed -n 's/^init_adapter = "\(.*\)"$/\1/p' "$recipe")
   if [ -n "$init" ] && [ ! -f "$init/retune.json" ]; then
     [ -f "assets/adapters/$name/retune.json" ] || { echo "gpu-stage: $init is missing and no adapter is shipped for $name" >&2; exit 2; }
+    if grep -q '"averaged"' "assets/adapters/$name/retune.json"; then
+      echo "gpu-stage: $init is missing, and the adapter shipped for $name is an average of stages, which no stage continues: run the stage before first" >&2; exit 2
+    fi
     mkdir -p "$init"
     cp "assets/adapters/$name"/{adapter_config.json,adapter_model.safetensors,retune.json} "$init/"
     echo "gpu-stage: $name continues the shipped adapter (assets/adapters/$name)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -42,6 +43,24 @@ def atomic_open(path: str | Path) -> Iterator[IO[str]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+STAGING_NAME = ".saving"
+
+
+@contextlib.contextmanager
+def staged_into(folder: Path) -> Iterator[Path]:
+    """A fresh staging folder inside ``folder`` to write a set of files into; when the block
+    finishes, each replaces the file of its name in ``folder`` (a failure leaves ``folder``'s
+    files as they were)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / STAGING_NAME
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    yield staging
+    for path in staging.iterdir():
+        os.replace(path, folder / path.name)
+    staging.rmdir()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

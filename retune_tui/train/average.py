@@ -3,8 +3,8 @@
 The average is exact: the result's weight update is the weighted mean of the adapters'
 updates, ``ΔW = Σ w_i · s_i · B_i A_i`` (``s_i`` each adapter's scaling), written as one
 LoRA whose rank is the sum of theirs — the A matrices stacked, the B matrices side by side,
-scaled — and whose scaling is 1. Merged into the base at load time, it costs nothing at
-inference.
+scaled — and whose scaling is 1. A float32 load merges it into the base, so it runs as fast
+there (kept apart, in bf16 or on tied embeddings, the larger rank costs a little).
 
 It helps adapters that share a start and stayed near each other: the ends of two stages
 of one run, a run and its continuation. Adapters from different fresh starts do not
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -24,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from retune_tui.errors import InputError, UserError
-from retune_tui.files import atomic_write_text, check_folder
+from retune_tui.files import STAGING_NAME, atomic_write_text, check_folder, staged_into
 from retune_tui.manifest import MANIFEST_NAME, Manifest
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-ADAPTER_FILES = {ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST_NAME, "README.md", ".saving", *TOKENIZER_FILES}
+ADAPTER_FILES = {ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST_NAME, "README.md", STAGING_NAME, *TOKENIZER_FILES}
 
 
 def _factor(key: str) -> str | None:
@@ -174,32 +173,26 @@ def _write(out: Path, adapters: list[Adapter], weights: list[float], tensors: di
     from safetensors.torch import save_file
 
     first = adapters[0]
-    out.mkdir(parents=True, exist_ok=True)
-    staging = out / ".saving"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    save_file(tensors, staging / ADAPTER_WEIGHTS, metadata={"format": "pt"})
-    config = dict(first.config, r=rank, lora_alpha=rank, use_rslora=False)
-    atomic_write_text(staging / ADAPTER_CONFIG, json.dumps(config, indent=2) + "\n")
-    for name in TOKENIZER_FILES:
-        if (first.path / name).is_file():
-            shutil.copy(first.path / name, staging / name)
-    manifests = [a.manifest for a in adapters]
-    Manifest(
-        task=first.manifest.task,
-        method=first.manifest.method,
-        base=first.manifest.base,
-        base_fingerprint=first.manifest.base_fingerprint,
-        tokenizer=first.manifest.tokenizer,
-        train_lengths=(min(m.train_lengths[0] for m in manifests), max(m.train_lengths[1] for m in manifests)),
-        lora=dict(first.manifest.lora, r=rank, alpha=rank),
-        steps=0,
-        final_loss=None,
-        versions=first.manifest.versions,
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        extra={"averaged": [{"adapter": str(a.path), "weight": w, "rank": a.config["r"], "steps": a.manifest.steps,
-                             "final_loss": a.manifest.final_loss} for a, w in zip(adapters, weights)]},
-    ).write(staging)
-    for path in staging.iterdir():
-        os.replace(path, out / path.name)
-    staging.rmdir()
+    with staged_into(out) as staging:
+        save_file(tensors, staging / ADAPTER_WEIGHTS, metadata={"format": "pt"})
+        config = dict(first.config, r=rank, lora_alpha=rank, use_rslora=False)
+        atomic_write_text(staging / ADAPTER_CONFIG, json.dumps(config, indent=2) + "\n")
+        for name in TOKENIZER_FILES:
+            if (first.path / name).is_file():
+                shutil.copy(first.path / name, staging / name)
+        manifests = [a.manifest for a in adapters]
+        Manifest(
+            task=first.manifest.task,
+            method=first.manifest.method,
+            base=first.manifest.base,
+            base_fingerprint=first.manifest.base_fingerprint,
+            tokenizer=first.manifest.tokenizer,
+            train_lengths=(min(m.train_lengths[0] for m in manifests), max(m.train_lengths[1] for m in manifests)),
+            lora=dict(first.manifest.lora, r=rank, alpha=rank),
+            steps=0,
+            final_loss=None,
+            versions=first.manifest.versions,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            extra={"averaged": [{"adapter": str(a.path), "weight": w, "rank": a.config["r"], "steps": a.manifest.steps,
+                                 "final_loss": a.manifest.final_loss} for a, w in zip(adapters, weights)]},
+        ).write(staging)

@@ -22,7 +22,7 @@ import torch
 
 from retune_tui.engine.hf import base_model_of, max_positions
 from retune_tui.errors import InputError, UserError
-from retune_tui.files import atomic_write_text
+from retune_tui.files import STAGING_NAME, atomic_write_text, staged_into
 from retune_tui.manifest import MANIFEST_NAME, Manifest, config_fingerprint
 from retune_tui.train import dataset as ds
 from retune_tui.train.callbacks import LossLog, ProgressBar, TimeCosine, TimeLimit
@@ -61,7 +61,7 @@ def last_checkpoint(directory: Path) -> Path | None:
 
 
 #: What a run leaves in its folder, even one killed before its end.
-RUN_FILES = (CONFIG_NAME, MANIFEST_NAME, "checkpoints", "loss.jsonl", ".saving")
+RUN_FILES = (CONFIG_NAME, MANIFEST_NAME, "checkpoints", "loss.jsonl", STAGING_NAME)
 
 
 def _check_is_a_run(out: Path) -> None:
@@ -284,45 +284,41 @@ def _lora_settings(model: Any) -> dict[str, Any]:
 
 
 def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, steps: int, loss: float | None) -> None:
-    """Write the adapter (or full model), tokenizer and manifest via a temp dir, then move them in."""
+    """Write the adapter (or full model), tokenizer and manifest via a staging folder, then move them in."""
     import importlib.metadata as md
 
-    staging = out / ".saving"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    if hasattr(model, "peft_config"):
-        # Only the LoRA weights: with lm_head adapted, peft would also save the frozen base
-        # lm_head, which a bf16 run stores rounded, and loading the adapter would swap it in.
-        model.save_pretrained(staging, save_embedding_layers=False)
-    else:
-        model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    base_model = base_model_of(model)
-    versions = {}
-    for name in ("torch", "transformers", "peft", "accelerate", "retune"):
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            versions[name] = "not installed"
-    settings = config.to_dict()
-    manifest = Manifest(
-        task=config.task,
-        method=config.method,
-        base=config.base or f"random:{config.base_config}",
-        base_fingerprint=config_fingerprint(base_model.config.to_dict()),
-        tokenizer=config.tokenizer or config.base or "",
-        train_lengths=_trained_sizes(config),
-        weighting={k: settings[k] for k in ("reweight", "problems", "data", "curriculum", "repeat_long",
-                                            "skills_replay", "perturbed_returns", "prompt_filler",
-                                            "position_gap", "position_stride")},
-        lora=_lora_settings(model),
-        steps=steps,
-        final_loss=loss,
-        versions=versions,
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        extra={"full": config.full, "init_adapter": config.init_adapter, "stage_lengths": list(config.train_lengths)},
-    )
-    manifest.write(staging)
-    for path in staging.iterdir():
-        os.replace(path, out / path.name)
-    staging.rmdir()
+    with staged_into(out) as staging:
+        if hasattr(model, "peft_config"):
+            # Only the LoRA weights: with lm_head adapted, peft would also save the frozen base
+            # lm_head, which a bf16 run stores rounded, and loading the adapter would swap it in.
+            model.save_pretrained(staging, save_embedding_layers=False)
+        else:
+            model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        base_model = base_model_of(model)
+        versions = {}
+        for name in ("torch", "transformers", "peft", "accelerate", "retune"):
+            try:
+                versions[name] = md.version(name)
+            except md.PackageNotFoundError:
+                versions[name] = "not installed"
+        settings = config.to_dict()
+        manifest = Manifest(
+            task=config.task,
+            method=config.method,
+            base=config.base or f"random:{config.base_config}",
+            base_fingerprint=config_fingerprint(base_model.config.to_dict()),
+            tokenizer=config.tokenizer or config.base or "",
+            train_lengths=_trained_sizes(config),
+            weighting={k: settings[k] for k in ("reweight", "problems", "data", "curriculum", "repeat_long",
+                                                "skills_replay", "perturbed_returns", "prompt_filler",
+                                                "position_gap", "position_stride")},
+            lora=_lora_settings(model),
+            steps=steps,
+            final_loss=loss,
+            versions=versions,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            extra={"full": config.full, "init_adapter": config.init_adapter,
+                   "stage_lengths": list(config.train_lengths)},
+        )
+        manifest.write(staging)

@@ -30,14 +30,14 @@ from retune_tui.errors import InputError
 def _show_results(runs, settings: dict[str, Any], plot: Path | None, details: bool = True) -> None:
     from rich.console import Console
 
-    from retune_tui.evaluate.report import accuracy_tables, detours_table, faults_table, plot_results, teacher_table
+    from retune_tui.evaluate.report import accuracy_tables, detours_table, faults_table, plot_results, teacher_tables
 
     console = Console()
     for table in accuracy_tables(runs):
         console.print(table)
     if details:
         for run in runs:
-            for table in (faults_table(run), detours_table(run), teacher_table(run)):
+            for table in (faults_table(run), detours_table(run), *teacher_tables(run)):
                 if table is not None:
                     console.print(table)
     if plot is not None:

@@ -121,18 +121,36 @@ def _first_segments_table(run: RunResult, rows: list[dict[str, Any]], which: str
     return table
 
 
-def teacher_table(run: RunResult) -> Any | None:
+def teacher_tables(run: RunResult) -> list[Any]:
+    """The teacher-forced check: exact segments by depth, then by size of context (with the
+    problems of each size whose every segment is exact), a column per kind of segment."""
+    if not run.teacher:
+        return []
+    teacher = run.teacher
+    title = (f"{run.label}: teacher-forced segments ({teacher['contexts']} contexts, "
+             f"{100 * teacher['accuracy']:.1f}% exact)")
+    tables = [_by_kind_table(f"{title}, by depth", "depth", teacher["rows"])]
+    if teacher.get("by_size"):  # results written before 2026-11-27 have the depth rows only
+        exact = {p["size"]: f"{p['exact']}/{p['total']}" for p in teacher.get("problems", [])}
+        tables.append(_by_kind_table(f"{run.label}: teacher-forced segments by size of context", "size",
+                                     teacher["by_size"], ("problems all exact", exact)))
+    return tables
+
+
+def _by_kind_table(title: str, key: str, rows: list[dict[str, Any]],
+                   extra: tuple[str, dict[int, str]] | None = None) -> Any:
+    """One row per ``key`` (depth or size), a column per kind of segment, and an ``extra`` column."""
     from rich.table import Table
 
-    if not run.teacher:
-        return None
-    table = Table(title=f"{run.label}: teacher-forced segments ({run.teacher['contexts']} contexts, "
-                        f"{100 * run.teacher['accuracy']:.1f}% exact)")
-    for col in ("depth", "kind", "exact", "accuracy"):
+    kinds = list(dict.fromkeys(row["kind"] for row in rows))
+    cells: dict[int, dict[str, str]] = defaultdict(dict)
+    for row in rows:
+        cells[row[key]][row["kind"]] = f"{100 * row['accuracy']:.1f}% of {row['total']}"
+    table = Table(title=title)
+    for col in (key, *kinds, *(extra[:1] if extra else ())):
         table.add_column(col, justify="right")
-    for row in run.teacher["rows"]:
-        table.add_row(str(row["depth"]), row["kind"], f"{row['correct']}/{row['total']}",
-                      f"{100 * row['accuracy']:.1f}%")
+    for k in sorted(cells):
+        table.add_row(str(k), *(cells[k].get(kind, "") for kind in kinds), *((extra[1].get(k, ""),) if extra else ()))
     return table
 
 

@@ -1,0 +1,85 @@
+"""The teacher-forced check: its tallies by depth, by size of context and per problem, and its tables."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from retune_tui.evaluate.accuracy import RunResult, problems_for  # noqa: E402
+from retune_tui.evaluate.report import teacher_tables  # noqa: E402
+from retune_tui.evaluate.teacher import segment_kind, teacher_forced  # noqa: E402
+from retune_tui.tasks import get_task  # noqa: E402
+from retune_tui.tasks.protocol import Method  # noqa: E402
+from retune_tui.tokenizer import char_tokenizer  # noqa: E402
+from retune_tui.train.dataset import tokenize  # noqa: E402
+
+
+class Peeking(torch.nn.Module):
+    """Predicts each next token by reading it from its input, so every segment is exact,
+    except in sequences longer than ``wrong_from`` tokens, where it predicts token 0."""
+
+    def __init__(self, vocab: int, wrong_from: int) -> None:
+        super().__init__()
+        self.vocab, self.wrong_from = vocab, wrong_from
+        self.weight = torch.nn.Parameter(torch.zeros(1))  # a device to find
+
+    def forward(self, input_ids, attention_mask):
+        lengths = attention_mask.sum(dim=1)
+        following = torch.cat([input_ids[:, 1:], input_ids[:, :1]], dim=1)
+        following[lengths > self.wrong_from] = 0
+        return SimpleNamespace(logits=torch.nn.functional.one_hot(following, self.vocab).float())
+
+
+def expected(task, tok, sizes, n, seed, wrong_from):
+    """What the check must find, from the lengths of the tokenized oracle examples."""
+    by_size, inexact = {}, set()
+    for size in sizes:
+        for index, problem in enumerate(problems_for(task, size, n, seed)):
+            for ex in task.oracle_examples(problem, Method.RETUNING):
+                bad = len(tokenize(tok, ex.prompt, ex.completion)[0]) > wrong_from
+                cell = by_size.setdefault((ex.size, segment_kind(Method.RETUNING, ex.prompt, ex.completion)), [0, 0])
+                cell[0] += not bad
+                cell[1] += 1
+                if bad:
+                    inexact.add((size, index))
+    return by_size, inexact
+
+
+@pytest.mark.parametrize("wrong_from", [10_000, 110])
+def test_tallies_by_size_of_context_and_per_problem(wrong_from):
+    task, tok = get_task("dp"), char_tokenizer()
+    sizes, n, seed = [2, 4], 6, 3
+    result = teacher_forced(task, Method.RETUNING, Peeking(len(tok), wrong_from), tok, sizes, n, seed, batch=7)
+
+    by_size, inexact = expected(task, tok, sizes, n, seed, wrong_from)
+    assert {(r["size"], r["kind"]): [r["correct"], r["total"]] for r in result["by_size"]} == by_size
+    assert result["problems"] == [{"size": s, "exact": n - sum(1 for p, _ in inexact if p == s), "total": n}
+                                  for s in sizes]
+    assert sum(r["total"] for r in result["rows"]) == result["contexts"] == sum(t for _, t in by_size.values())
+    if wrong_from > 1000:
+        assert result["accuracy"] == 1.0 and all(r["accuracy"] == 1.0 for r in result["by_size"])
+    else:  # the longest contexts fail, and with them some 4-element problems
+        assert 0 < result["accuracy"] < 1
+        assert result["problems"][1]["exact"] < n
+
+
+def test_tables_pivot_kinds_into_columns_and_read_old_results():
+    teacher = {"contexts": 5, "accuracy": 0.8,
+               "rows": [{"depth": 0, "kind": "call", "correct": 2, "total": 2, "accuracy": 1.0},
+                        {"depth": 1, "kind": "base case", "correct": 2, "total": 3, "accuracy": 0.6667}],
+               "by_size": [{"size": 1, "kind": "base case", "correct": 2, "total": 3, "accuracy": 0.6667},
+                           {"size": 2, "kind": "call", "correct": 2, "total": 2, "accuracy": 1.0}],
+               "problems": [{"size": 2, "exact": 1, "total": 2}]}
+    run = RunResult("dp-retuning", "dp", "retuning", (2, 5), teacher=teacher)
+    depth, size = teacher_tables(run)
+    assert [c.header for c in depth.columns] == ["depth", "call", "base case"]
+    assert list(depth.columns[2].cells) == ["", "66.7% of 3"]
+    assert [c.header for c in size.columns] == ["size", "base case", "call", "problems all exact"]
+    assert list(size.columns[3].cells) == ["", "1/2"]
+
+    del teacher["by_size"], teacher["problems"]  # a results file written before them
+    assert len(teacher_tables(run)) == 1
+    assert teacher_tables(RunResult("x", "dp", "retuning", None)) == []

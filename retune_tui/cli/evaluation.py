@@ -65,6 +65,11 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Seed of the problems (the same for every adapter).")] = 0,
     batch: Annotated[int, typer.Option(help="Problems solved together.")] = 256,
     teacher: Annotated[bool, typer.Option(help="Also score every oracle context teacher-forced.")] = True,
+    teacher_n: Annotated[
+        int | None,
+        typer.Option(help="Problems per size the teacher-forced check scores (default: the first 20 of the --n; "
+                          "it is fast, so it may score more than --n)."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Results JSON.")] = Path("results.json"),
     plot: Annotated[Path | None, typer.Option(help="Accuracy plot (PNG); default next to --out.")] = None,
     failures: Annotated[
@@ -122,6 +127,7 @@ def eval_command(
         batch=batch,
         limits=_limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seconds),
         teacher=teacher,
+        teacher_n=teacher_n,
         device=device,
         dtype=dtype,
     )

@@ -30,7 +30,8 @@ class EvalConfig:
         task, methods: what the oracle and a model without a manifest solve (adapters say their own).
         sizes: problem sizes (default: the task's evaluation range).
         n: problems per size; seed: which problems.
-        teacher: also run the teacher-forced check (models only).
+        teacher: also run the teacher-forced check (models only), on the first ``teacher_n``
+            problems of each size (default: the first 20 of the ``n``; more than ``n`` is allowed).
     """
 
     adapters: list[str] = field(default_factory=list)
@@ -45,6 +46,7 @@ class EvalConfig:
     batch: int = 256
     limits: Limits = field(default_factory=Limits)
     teacher: bool = True
+    teacher_n: int | None = None
     keep_failures: int = 3
     device: str = "auto"
     dtype: str = "auto"
@@ -58,8 +60,8 @@ class EvalConfig:
             raise InputError("adapters need the --base model they were trained on")
         if self.whole_model and self.adapters:
             raise InputError("evaluate a model with its adapters or alone, not both")
-        if self.n < 1 or self.batch < 1:
-            raise InputError("--n and --batch must be at least 1")
+        if self.n < 1 or self.batch < 1 or (self.teacher_n is not None and self.teacher_n < 1):
+            raise InputError("--n, --batch and --teacher-n must be at least 1")
         if self.oracle and not self.methods:
             raise InputError("--methods names none; give baseline, scratchpad or retuning (comma-separated)")
         for name in self.methods:
@@ -201,7 +203,7 @@ def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = No
             from retune_tui.evaluate.teacher import teacher_forced
 
             result.teacher = teacher_forced(subject.task, subject.method, loaded.model, loaded.tokenizer, sizes,
-                                            min(config.n, 20), config.seed)
+                                            config.teacher_n or min(config.n, 20), config.seed)
         if failures_dir is not None and failures:
             events = [e for trace in failures for e in trace.events]
             write_events(failures_dir / f"{subject.label}-failures.rank{rank}.jsonl", events)

@@ -7,7 +7,7 @@ runs in seconds where free-running evaluation takes minutes, and it separates ho
 well each depth and each kind of segment is learned ("shallow vs deep" accuracy), and
 each size of context. A fault of one size of context hides in the depth rows, where the
 contexts of every problem size meet: DP Re-Tuning's 5-element dp-array combinations were
-wrong 53 times in 500 (bundled adapter, 2026-11-27) among depth-1 combinations right 96%
+wrong 53 times in 500 (bundled adapter, 2026-11-27) among depth-1 combinations right 98.6%
 of the time. Per problem size it also counts the problems whose every context is exact:
 those greedy decoding is sure to solve the oracle's way.
 """

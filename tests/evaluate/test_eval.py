@@ -220,6 +220,17 @@ def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
     assert (run.label, run.task, run.method, run.trained) == ("full", "parity", "baseline", (1, 4))
     assert [(r.size, r.n, r.in_distribution) for r in run.sizes] == [(2, 3, True), (6, 3, False)]
 
+    # the teacher-forced check may score more problems than are solved free-running
+    one = ["--sizes", "2", "--n", "1", "--device", "cpu", "--max-total-tokens", "40"]
+    teacher = runner.invoke(app, ["eval", "--model", str(full), *one, "--teacher-n", "4",
+                                  "--out", str(tmp_path / "teacher.json")])
+    assert teacher.exit_code == 0, teacher.output
+    assert "segments by size of context" in " ".join(teacher.output.split())
+    (run,), _ = read_results(tmp_path / "teacher.json")
+    assert run.sizes[0].n == 1 and [p["total"] for p in run.teacher["problems"]] == [4]
+    none = runner.invoke(app, ["eval", "--model", str(full), *one, "--teacher-n", "0"])
+    assert none.exit_code == 2 and "--teacher-n must be at least 1" in none.output
+
     asked = runner.invoke(app, ["eval", "--model", str(plain), "--task", "addition", "--methods", "retuning,baseline",
                                 *args, "--out", str(tmp_path / "plain.json")])
     assert asked.exit_code == 0, asked.output

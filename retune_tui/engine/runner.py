@@ -209,14 +209,16 @@ class Runner:
             return None, f"malformed call: {exc}"
         if self.task.text(problem) != call:
             return None, f"malformed call: expected the form {self.task.text(problem)!r}"
+        if self.task.measure(problem) < self.task.measure(tree.problems[parent_id]):
+            return problem, None
+        # Every open context is smaller than its parent, so only a call that is not can repeat an
+        # ancestor: looking for one here keeps a deep recursion's calls from costing its depth each.
         ancestor: int | None = parent_id
         while ancestor is not None:
             if self.task.text(tree.problems[ancestor]) == call:
                 return None, f"call repeats an ancestor (node {ancestor})"
             ancestor = tree.trace.nodes[ancestor].parent
-        if self.task.measure(problem) >= self.task.measure(tree.problems[parent_id]):
-            return None, "call is not smaller than its parent"
-        return problem, None
+        return None, "call is not smaller than its parent"
 
     def _finish_node(self, tree: _Tree, node_id: int, answer: str, next_ready: list[Key]) -> None:
         tree_id = tree.trace.tree

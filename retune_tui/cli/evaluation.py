@@ -73,8 +73,9 @@ def eval_command(
     out: Annotated[Path, typer.Option(help="Results JSON.")] = Path("results.json"),
     plot: Annotated[Path | None, typer.Option(help="Accuracy plot (PNG); default next to --out.")] = None,
     failures: Annotated[
-        Path | None, typer.Option(help="Save a few failed traces per size here (for retune-tui).")
+        Path | None, typer.Option(help="Save failed traces here, --failures-per-size of each size (for retune-tui).")
     ] = None,
+    failures_per_size: Annotated[int, typer.Option(help="How many failed traces of each size --failures keeps.")] = 3,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     max_depth: MaxDepth = None,
@@ -94,6 +95,8 @@ def eval_command(
 
     check_output(out, overwrite=overwrite)
     plot = _plot_path(plot or out.with_suffix(".png"), overwrite)
+    if failures_per_size < 1:
+        raise InputError("--failures-per-size must be at least 1")
     if failures is not None:
         if failures.exists() and not failures.is_dir():
             raise InputError(f"--failures {failures} is a file; give a folder")
@@ -128,6 +131,7 @@ def eval_command(
         limits=_limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seconds),
         teacher=teacher,
         teacher_n=teacher_n,
+        keep_failures=failures_per_size,
         device=device,
         dtype=dtype,
     )

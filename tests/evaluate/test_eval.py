@@ -14,6 +14,7 @@ from retune_tui.evaluate.faults import LIMIT, MISSING_CALL, WRONG_BASE, WRONG_CA
 from retune_tui.evaluate.report import read_results, write_results
 from retune_tui.tasks import TASKS, get_task
 from retune_tui.tasks.protocol import METHODS, Method, returned_values
+from retune_tui.trace import read_traces
 
 
 class CorruptedOracle(OracleGenerator):
@@ -230,6 +231,16 @@ def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
     assert run.sizes[0].n == 1 and [p["total"] for p in run.teacher["problems"]] == [4]
     none = runner.invoke(app, ["eval", "--model", str(full), *one, "--teacher-n", "0"])
     assert none.exit_code == 2 and "--teacher-n must be at least 1" in none.output
+
+    # as many failed traces as asked (a random model fails them all)
+    kept = runner.invoke(app, ["eval", "--model", str(full), *args, "--failures", str(tmp_path / "failed"),
+                               "--failures-per-size", "2", "--out", str(tmp_path / "kept.json")])
+    assert kept.exit_code == 0, kept.output
+    failed = read_traces(next((tmp_path / "failed").glob("*-failures.rank0.jsonl")))
+    parity = get_task("parity")
+    assert sorted(parity.measure(parity.parse(t.problem)) for t in failed) == [(2,), (2,), (6,), (6,)]  # two per size
+    zero = runner.invoke(app, ["eval", "--model", str(full), *args, "--failures-per-size", "0"])
+    assert zero.exit_code == 2 and "--failures-per-size must be at least 1" in zero.output
 
     asked = runner.invoke(app, ["eval", "--model", str(plain), "--task", "addition", "--methods", "retuning,baseline",
                                 *args, "--out", str(tmp_path / "plain.json")])

@@ -68,14 +68,17 @@ def eval_command(
     teacher_n: Annotated[
         int | None,
         typer.Option(help="Problems per size the teacher-forced check scores (default: the first 20 of the --n; "
-                          "it is fast, so it may score more than --n)."),
+                          "it is fast, so it may score more than --n; in the first process only when sharded)."),
     ] = None,
     out: Annotated[Path, typer.Option(help="Results JSON.")] = Path("results.json"),
     plot: Annotated[Path | None, typer.Option(help="Accuracy plot (PNG); default next to --out.")] = None,
     failures: Annotated[
         Path | None, typer.Option(help="Save failed traces here, --failures-per-size of each size (for retune-tui).")
     ] = None,
-    failures_per_size: Annotated[int, typer.Option(help="How many failed traces of each size --failures keeps.")] = 3,
+    failures_per_size: Annotated[
+        int | None,
+        typer.Option(help="Failed traces of each size --failures keeps (default 3; per process when sharded)."),
+    ] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     max_depth: MaxDepth = None,
@@ -95,8 +98,12 @@ def eval_command(
 
     check_output(out, overwrite=overwrite)
     plot = _plot_path(plot or out.with_suffix(".png"), overwrite)
-    if failures_per_size < 1:
+    if failures_per_size is not None and failures is None:
+        raise InputError("--failures-per-size needs --failures DIR, where the failed traces go")
+    if failures_per_size is not None and failures_per_size < 1:
         raise InputError("--failures-per-size must be at least 1")
+    if teacher_n is not None and not teacher:
+        raise InputError("--teacher-n sizes the teacher-forced check, which --no-teacher turns off")
     if failures is not None:
         if failures.exists() and not failures.is_dir():
             raise InputError(f"--failures {failures} is a file; give a folder")
@@ -131,7 +138,7 @@ def eval_command(
         limits=_limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seconds),
         teacher=teacher,
         teacher_n=teacher_n,
-        keep_failures=failures_per_size,
+        keep_failures=3 if failures_per_size is None else failures_per_size,
         device=device,
         dtype=dtype,
     )

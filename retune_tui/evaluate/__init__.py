@@ -60,8 +60,11 @@ class EvalConfig:
             raise InputError("adapters need the --base model they were trained on")
         if self.whole_model and self.adapters:
             raise InputError("evaluate a model with its adapters or alone, not both")
-        if self.n < 1 or self.batch < 1 or (self.teacher_n is not None and self.teacher_n < 1):
-            raise InputError("--n, --batch and --teacher-n must be at least 1")
+        for name, value in (("--n", self.n), ("--batch", self.batch), ("--teacher-n", self.teacher_n)):
+            if value is not None and value < 1:
+                raise InputError(f"{name} must be at least 1")
+        if self.sizes is not None:
+            self.sizes = sorted(set(self.sizes))  # a size given twice is evaluated once
         if self.oracle and not self.methods:
             raise InputError("--methods names none; give baseline, scratchpad or retuning (comma-separated)")
         for name in self.methods:

@@ -128,30 +128,51 @@ def teacher_tables(run: RunResult) -> list[Any]:
         return []
     teacher = run.teacher
     title = (f"{run.label}: teacher-forced segments ({teacher['contexts']} contexts, "
-             f"{100 * teacher['accuracy']:.1f}% exact)")
+             f"{_percent(teacher['accuracy'])}% exact)")
     tables = [_by_kind_table(f"{title}, by depth", "depth", teacher["rows"])]
     if teacher.get("by_size"):  # results written before 2026-11-27 have the depth rows only
-        exact = {p["size"]: f"{p['exact']}/{p['total']}" for p in teacher.get("problems", [])}
+        exact = {p["size"]: _count(p["exact"], p["total"]) for p in teacher.get("problems", [])}
         tables.append(_by_kind_table(f"{run.label}: teacher-forced segments by size of context", "size",
-                                     teacher["by_size"], ("problems all exact", exact)))
+                                     teacher["by_size"], "problems all exact", exact))
     return tables
 
 
-def _by_kind_table(title: str, key: str, rows: list[dict[str, Any]],
-                   extra: tuple[str, dict[int, str]] | None = None) -> Any:
-    """One row per ``key`` (depth or size), a column per kind of segment, and an ``extra`` column."""
+def _by_kind_table(title: str, key: str, rows: list[dict[str, Any]], extra_name: str | None = None,
+                   extra: dict[int, str] | None = None) -> Any:
+    """One row per ``key`` (depth or size of context), a column per kind of segment, and
+    optionally one more column, ``extra_name``, of ``extra`` values by key."""
     from rich.table import Table
 
-    kinds = list(dict.fromkeys(row["kind"] for row in rows))
+    from retune_tui.evaluate.teacher import KINDS
+
+    present = {row["kind"] for row in rows}
+    kinds = [k for k in KINDS if k in present] + sorted(present - set(KINDS))
     cells: dict[int, dict[str, str]] = defaultdict(dict)
     for row in rows:
-        cells[row[key]][row["kind"]] = f"{100 * row['accuracy']:.1f}% of {row['total']}"
+        cells[row[key]][row["kind"]] = _count(row["correct"], row["total"])
     table = Table(title=title)
-    for col in (key, *kinds, *(extra[:1] if extra else ())):
-        table.add_column(col, justify="right")
+    table.add_column(key, justify="right")
+    for kind in kinds:
+        table.add_column(kind, justify="right")
+    if extra_name:
+        table.add_column(extra_name, justify="right")
     for k in sorted(cells):
-        table.add_row(str(k), *(cells[k].get(kind, "") for kind in kinds), *((extra[1].get(k, ""),) if extra else ()))
+        values = [cells[k].get(kind, "") for kind in kinds]
+        if extra_name:
+            values.append((extra or {}).get(k, ""))
+        table.add_row(str(k), *values)
     return table
+
+
+def _count(correct: int, total: int) -> str:
+    """``1447/1500 (96.5%)``: the counts, so that one wrong in thousands still shows."""
+    return f"{correct}/{total} ({_percent(correct / total)}%)" if total else ""
+
+
+def _percent(fraction: float) -> str:
+    """One decimal, never 100.0 for less than all."""
+    text = f"{100 * fraction:.1f}"
+    return "99.9" if text == "100.0" and fraction < 1 else text
 
 
 def plot_results(runs: list[RunResult], path: Path, title: str | None = None) -> None:

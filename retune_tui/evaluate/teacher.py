@@ -9,7 +9,8 @@ each size of context. A fault of one size of context hides in the depth rows, wh
 contexts of every problem size meet: DP Re-Tuning's 5-element dp-array combinations were
 wrong 53 times in 500 (bundled adapter, 2026-11-27) among depth-1 combinations right 98.6%
 of the time. Per problem size it also counts the problems whose every context is exact:
-those greedy decoding is sure to solve the oracle's way.
+those greedy decoding should solve the oracle's way (batched decoding can round
+near-ties otherwise).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 
 from retune_tui.evaluate.accuracy import problems_for
 from retune_tui.tasks.protocol import Method, Task, call_stop, returned_values
+
+KINDS = ("base case", "call", "combine", "answer", "scratchpad")  # the order of the report's columns
 
 
 def segment_kind(method: Method, prompt: str, completion: str) -> str:

@@ -222,13 +222,14 @@ def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
     assert [(r.size, r.n, r.in_distribution) for r in run.sizes] == [(2, 3, True), (6, 3, False)]
 
     # the teacher-forced check may score more problems than are solved free-running
-    one = ["--sizes", "2", "--n", "1", "--device", "cpu", "--max-total-tokens", "40"]
-    teacher = runner.invoke(app, ["eval", "--model", str(full), *one, "--teacher-n", "4",
+    one = ["--n", "1", "--device", "cpu", "--max-total-tokens", "40"]
+    teacher = runner.invoke(app, ["eval", "--model", str(full), *one, "--sizes", "2,2", "--teacher-n", "4",
                                   "--out", str(tmp_path / "teacher.json")])
     assert teacher.exit_code == 0, teacher.output
     assert "segments by size of context" in " ".join(teacher.output.split())
     (run,), _ = read_results(tmp_path / "teacher.json")
-    assert run.sizes[0].n == 1 and [p["total"] for p in run.teacher["problems"]] == [4]
+    assert [r.n for r in run.sizes] == [1] and [p["total"] for p in run.teacher["problems"]] == [4]  # 2,2: once
+    assert run.teacher["contexts"] == 4  # a baseline writes one segment per problem
     none = runner.invoke(app, ["eval", "--model", str(full), *one, "--teacher-n", "0"])
     assert none.exit_code == 2 and "--teacher-n must be at least 1" in none.output
 
@@ -239,8 +240,12 @@ def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
     failed = read_traces(next((tmp_path / "failed").glob("*-failures.rank0.jsonl")))
     parity = get_task("parity")
     assert sorted(parity.measure(parity.parse(t.problem)) for t in failed) == [(2,), (2,), (6,), (6,)]  # two per size
-    zero = runner.invoke(app, ["eval", "--model", str(full), *args, "--failures-per-size", "0"])
-    assert zero.exit_code == 2 and "--failures-per-size must be at least 1" in zero.output
+    for extra, message in ((["--failures-per-size", "2"], "--failures-per-size needs --failures DIR"),
+                           (["--failures", str(tmp_path / "f"), "--failures-per-size", "0"],
+                            "--failures-per-size must be at least 1"),
+                           (["--teacher-n", "5", "--no-teacher"], "--no-teacher turns off")):
+        refused = runner.invoke(app, ["eval", "--model", str(full), *args, *extra])
+        assert refused.exit_code == 2 and message in refused.output and len(refused.output.strip().splitlines()) == 1
 
     asked = runner.invoke(app, ["eval", "--model", str(plain), "--task", "addition", "--methods", "retuning,baseline",
                                 *args, "--out", str(tmp_path / "plain.json")])

@@ -75,10 +75,12 @@ def test_tables_pivot_kinds_into_columns_and_read_old_results():
                "problems": [{"size": 2, "exact": 1, "total": 2}]}
     run = RunResult("dp-retuning", "dp", "retuning", (2, 5), teacher=teacher)
     depth, size = teacher_tables(run)
-    assert [c.header for c in depth.columns] == ["depth", "call", "base case"]
-    assert list(depth.columns[2].cells) == ["", "66.7% of 3"]
+    assert [c.header for c in depth.columns] == ["depth", "base case", "call"]  # the same order in both
+    assert list(depth.columns[1].cells) == ["", "2/3 (66.7%)"]
     assert [c.header for c in size.columns] == ["size", "base case", "call", "problems all exact"]
-    assert list(size.columns[3].cells) == ["", "1/2"]
+    assert list(size.columns[3].cells) == ["", "1/2 (50.0%)"]
+    teacher["by_size"][1].update(correct=4999, total=5000, accuracy=0.9998)
+    assert list(teacher_tables(run)[1].columns[2].cells) == ["", "4999/5000 (99.9%)"]  # never 100% for less
 
     del teacher["by_size"], teacher["problems"]  # a results file written before them
     assert len(teacher_tables(run)) == 1

@@ -133,14 +133,14 @@ def teacher_tables(run: RunResult) -> list[Any]:
     if teacher.get("by_size"):  # results written before 2026-11-27 have the depth rows only
         exact = {p["size"]: _count(p["exact"], p["total"]) for p in teacher.get("problems", [])}
         tables.append(_by_kind_table(f"{run.label}: teacher-forced segments by size of context", "size",
-                                     teacher["by_size"], "problems all exact", exact))
+                                     teacher["by_size"], ("problems all exact", exact)))
     return tables
 
 
-def _by_kind_table(title: str, key: str, rows: list[dict[str, Any]], extra_name: str | None = None,
-                   extra: dict[int, str] | None = None) -> Any:
+def _by_kind_table(title: str, key: str, rows: list[dict[str, Any]],
+                   extra: tuple[str, dict[int, str]] | None = None) -> Any:
     """One row per ``key`` (depth or size of context), a column per kind of segment, and
-    optionally one more column, ``extra_name``, of ``extra`` values by key."""
+    optionally one more column: ``extra`` is its name and its values by key."""
     from rich.table import Table
 
     from retune_tui.evaluate.teacher import KINDS
@@ -154,12 +154,12 @@ def _by_kind_table(title: str, key: str, rows: list[dict[str, Any]], extra_name:
     table.add_column(key, justify="right")
     for kind in kinds:
         table.add_column(kind, justify="right")
-    if extra_name:
-        table.add_column(extra_name, justify="right")
+    if extra:
+        table.add_column(extra[0], justify="right")
     for k in sorted(cells):
         values = [cells[k].get(kind, "") for kind in kinds]
-        if extra_name:
-            values.append((extra or {}).get(k, ""))
+        if extra:
+            values.append(extra[1].get(k, ""))
         table.add_row(str(k), *values)
     return table
 

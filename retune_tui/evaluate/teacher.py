@@ -41,6 +41,7 @@ def teacher_forced(task: Task, method: Method, model: Any, tokenizer: Any, sizes
 
     from retune_tui.train.dataset import IGNORE, collate, tokenize
 
+    sizes = sorted(set(sizes))  # a size given twice is scored once
     examples = []
     for size in sizes:
         for index, problem in enumerate(problems_for(task, size, n, seed)):
@@ -74,7 +75,7 @@ def teacher_forced(task: Task, method: Method, model: Any, tokenizer: Any, sizes
     correct = sum(r["correct"] for r in rows)
     total = sum(r["total"] for r in rows)
     problems = [{"size": size, "exact": n - sum(1 for s, _ in inexact if s == size), "total": n}
-                for size in sorted(set(sizes))]
+                for size in sizes]
     return {"contexts": total, "accuracy": round(correct / max(total, 1), 4), "rows": rows,
             "by_size": _rows("size", by_size), "problems": problems}
 

@@ -20,12 +20,13 @@ class SegmentCheck:
     """One finished segment against the oracle."""
 
     index: int
-    expected: str  # what the oracle writes in that context ("" if it cannot say)
+    expected: str | None  # what the oracle writes in that context; None: the context is off its path
     got: str
 
     @property
-    def matches(self) -> bool:
-        return self.got == self.expected
+    def matches(self) -> bool | None:
+        """None where the oracle cannot say (a return it would never have got came back)."""
+        return None if self.expected is None else self.got == self.expected
 
 
 def task_and_method(trace: Trace) -> tuple[Task, Method] | None:
@@ -52,17 +53,19 @@ def segment_checks(task: Task, method: Method, node: Node) -> list[SegmentCheck]
             try:
                 expected = task.oracle(context, method)
             except (BadReturn, ProblemParseError):
-                expected = ""
+                expected = None
             checks.append(SegmentCheck(index, expected, seg.text))
         context += seg.text + (return_text(seg.returned) if seg.returned is not None else "")
     return checks
 
 
 def node_verdict(checks: list[SegmentCheck]) -> bool | None:
-    """True when every finished segment matches, False when one differs, None when none is finished."""
-    if not checks:
+    """True when every finished segment the oracle can judge matches, False when one differs,
+    None when none is finished or the oracle can judge none."""
+    judged = [check.matches for check in checks if check.matches is not None]
+    if not judged:
         return None
-    return all(check.matches for check in checks)
+    return all(judged)
 
 
 def trace_fault(trace: Trace) -> Fault | None:
@@ -73,9 +76,10 @@ def trace_fault(trace: Trace) -> Fault | None:
     return first_fault(pair[0], pair[1], trace)
 
 
-def detour_note(trace: Trace) -> str | None:
-    """For a right answer reached through a segment the oracle would not write, where that was."""
-    if trace.finished is None or not trace.finished.correct:
+def detour_note(trace: Trace, fault: Fault | None) -> str | None:
+    """For a right answer reached through a segment the oracle would not write, where that
+    was; ``fault`` is ``trace_fault(trace)`` (the app keeps it: it costs a pass of the oracle
+    over the whole trace)."""
+    if trace.finished is None or not trace.finished.correct or fault is None:
         return None
-    fault = trace_fault(trace)
-    return None if fault is None else f"reached off the oracle's path: {fault.kind} at depth {fault.depth}"
+    return f"reached off the oracle's path: {fault.kind} at depth {fault.depth}"

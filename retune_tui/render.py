@@ -7,7 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 from rich.tree import Tree
 
-from retune_tui.checks import detour_note, node_verdict, segment_checks, task_and_method
+from retune_tui.checks import detour_note, node_verdict, segment_checks, task_and_method, trace_fault
 from retune_tui.tasks import Method, Task
 from retune_tui.trace import DONE, ERROR, RUNNING, WAITING, Node, Trace
 
@@ -60,9 +60,9 @@ def trace_summary(trace: Trace) -> Text:
     if fin is None:
         return Text("running…", style="yellow")
     verdict = {True: ("correct", "bold green"), False: ("wrong", "bold red")}.get(fin.correct, ("?", "white"))
-    text = Text.assemble("answer ", (str(fin.value), "bold"), "  expected ", (str(trace.expected), "bold"),
+    text = Text.assemble("answer ", (fin.shown_value, "bold"), "  expected ", (str(trace.expected), "bold"),
                          "  ", verdict)
-    off_path = detour_note(trace)
+    off_path = detour_note(trace, trace_fault(trace))
     if off_path:
         text.append(f" ({off_path})", style="yellow")
     text.append(f"   {len(trace.nodes)} contexts, {fin.tokens} tokens, {fin.seconds:.3f}s", style="dim")

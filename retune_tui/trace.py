@@ -104,6 +104,11 @@ class RunFinished(Event):
     tokens: int = 0
     seconds: float = 0.0
 
+    @property
+    def shown_value(self) -> str:
+        """The final value as a person reads it ("no answer" when none came)."""
+        return "no answer" if self.value is None else self.value
+
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls

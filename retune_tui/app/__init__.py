@@ -7,7 +7,6 @@ parses arguments. Textual is imported when the app is built, not when this packa
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +20,6 @@ if TYPE_CHECKING:
     from retune_tui.app.app import RetuneApp
 
 __all__ = ["Start", "default_backend", "main", "make_app", "parse_args", "take_screenshot"]
-
-DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def make_app(trace: Path | str | None = None, *, settings: Settings | None = None, problem: str | None = None,
@@ -68,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                         "pace, SPEED times faster (default: show it at once)")
     parser.add_argument("--screenshot", type=Path, metavar="SVG", help="run without a terminal until the "
                         "problem is solved (or the trace shown), save an SVG screenshot, and exit")
+    parser.add_argument("--overwrite", action="store_true", help="let --screenshot replace a file that exists")
     return parser
 
 
@@ -86,14 +84,16 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Start]:
     Raises:
         InputError: a bad argument, in one line.
     """
-    from retune_tui.engine.loading import ModelSpec
+    from retune_tui.engine.loading import ModelSpec, check_device_name
+    from retune_tui.files import check_folder, check_output
     from retune_tui.tasks import get_method, get_task
 
     args = _parser().parse_args(argv)
+    if args.trace is not None and args.trace.is_dir():
+        raise InputError(f"{args.trace} is a folder; give a trace file (JSON Lines)")
     if args.trace is not None and not args.trace.is_file():
         raise InputError(f"no such trace file: {args.trace}")
-    if not DEVICE_RE.match(args.device):
-        raise InputError(f"unknown device {args.device!r}; use auto, cpu, cuda, cuda:N or mps")
+    check_device_name(args.device)
     if args.speed < 0 or (args.replay is not None and args.replay <= 0):
         raise InputError("--speed must not be negative and --replay must be positive")
     for name, path in (("--adapter", args.adapter), ("--versus", args.versus)):
@@ -110,20 +110,29 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Start]:
         versus = Backend(ModelSpec(args.base, str(args.versus), args.device)) if args.versus else None
     task_name = get_task(args.task).name if args.task else None
     task, method = backend.defaults(task_name, get_method(args.method) if args.method else None)
-    if args.screenshot is not None and args.trace is None and not args.problem:
-        raise InputError("--screenshot needs a trace file or --problem")
+    if args.screenshot is not None:
+        if args.trace is None and not args.problem:
+            raise InputError("--screenshot needs a trace file or --problem")
+        check_output(args.screenshot, overwrite=args.overwrite, option="--screenshot")
+        check_folder(args.screenshot.parent, "--screenshot")
+    elif args.overwrite:
+        raise InputError("--overwrite is for --screenshot")
     settings = Settings(backend=backend, task=task, method=method, versus=versus,
                         tokens_per_second=args.speed or None)
     return settings, Start(args.trace, args.problem, args.replay, args.screenshot)
 
 
 def take_screenshot(app: RetuneApp, path: Path, size: tuple[int, int] = (120, 36)) -> None:
-    """Run ``app`` without a terminal until its first run ends, and save what it shows.
+    """Run ``app`` without a terminal until its first run ends, and save what it shows
+    (whole, or not at all).
 
     Raises:
-        UserError: the trace or problem to show is bad, or the run failed (one line;
-            nothing is saved).
+        UserError: the trace or problem to show is bad, the run failed, or ``path`` cannot
+            be written (one line; nothing is saved).
     """
+    from retune_tui.files import atomic_write_text
+
+    shot: list[str] = []
 
     async def auto_pilot(pilot) -> None:
         app = pilot.app
@@ -132,13 +141,18 @@ def take_screenshot(app: RetuneApp, path: Path, size: tuple[int, int] = (120, 36
         await app.workers.wait_for_complete()
         await pilot.pause(0.3)  # the last batch, and the detail pane's refresh
         if app.failure is None:
-            app.save_screenshot(path.name, str(path.parent))
+            shot.append(app.export_screenshot())
         app.exit()
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     app.run(headless=True, size=size, auto_pilot=auto_pilot)
     if app.failure is not None:
         raise app.failure
+    if not shot:
+        raise UserError("the app ended before its screenshot was taken")
+    try:
+        atomic_write_text(path, shot[0])
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -7,6 +7,7 @@ depends on is one ``Settings`` value.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from textual import events, work
@@ -51,10 +52,10 @@ class RetuneApp(App[None]):
         Binding("e", "export(False)", "Export", show=False),
         Binding("E", "export(True)", "Export node", show=False),
         Binding("y", "replay", "Replay", show=False),
-        Binding("slash", "search", "Search"),
+        Binding("slash,ctrl+f", "search", "Search"),  # Ctrl+F works in the problem input too
         Binding("t", "settings", "Model", show=False),
         Binding("escape", "escape", "Back / clear search", show=False),
-        Binding("question_mark,f1", "help", "Help"),
+        Binding("f1,question_mark", "help", "Help", key_display="F1"),  # the footer shows a key that works in the input
         Binding("q", "quit", "Quit"),
     ]
 
@@ -140,6 +141,7 @@ class RetuneApp(App[None]):
         self.last_job = job
         self._lane = None
         self._note = self._hint = ""
+        self._close_search()  # a new tree: a search of the old one would hide it unasked
         self.query_one(DetailPane).show_text(WELCOME)
         timed = job.kind != "replay" or job.lanes[0].replay_speed is not None
         await self.run_view.start(job, follow=timed)
@@ -294,7 +296,7 @@ class RetuneApp(App[None]):
             self.notify("no trace to replay: solve or open one first", timeout=3)
             return
         await self.start(replay_job(list(lane.events), replay_speed=self.replay_speed or 1.0,
-                                    title=f"replay: {lane.border_title}"))
+                                    title=f"replay: {str(lane.border_title or '').removeprefix('replay: ')}"))
 
     def action_save(self) -> None:
         lane = self.lane
@@ -319,7 +321,8 @@ class RetuneApp(App[None]):
             self.notify("select a node first", timeout=3)
             return
         trace = lane.traces[key[0]]
-        default = f"node-{key[1]}.md" if node else f"trace-{key[0]}.json"
+        default = (f"node-{key[1]}.md" if len(lane.traces) == 1 else f"node-{key[0]}-{key[1]}.md") if node \
+            else f"trace-{key[0]}.json"
 
         def export(path: Path | None) -> None:
             if path is not None:
@@ -370,12 +373,18 @@ class RetuneApp(App[None]):
         self._hint = f"no node matches {term!r} (Esc clears the search)" if nothing else ""
         self.refresh_summary()
 
-    def action_escape(self) -> None:
+    def _close_search(self) -> None:
         search = self.query_one("#search", Input)
-        if search.has_class("-visible"):
-            search.value = ""
+        if search.has_class("-visible") or search.value:
+            if self._search_timer is not None:
+                self._search_timer.stop()
+            with search.prevent(Input.Changed):
+                search.value = ""
             search.remove_class("-visible")
             self.filter_lanes("")
+
+    def action_escape(self) -> None:
+        self._close_search()
         if self.lane is not None:
             self.lane.focus()
         else:
@@ -387,10 +396,22 @@ class RetuneApp(App[None]):
 
     def action_settings(self) -> None:
         def chosen(settings: Settings | None) -> None:
-            if settings is not None:
-                self.settings = settings
-                self.sub_title = backend_name(settings.backend)
-                self.notify(f"model: {self.sub_title} (used from the next run)", timeout=4)
+            if settings is None:
+                return
+            model = settings.backend.model
+            if model is not None and model.adapter and model != self.settings.backend.model:
+                # A new adapter brings its task and method, as on the command line.
+                try:
+                    task, method = settings.backend.defaults(None, None)
+                except UserError as exc:
+                    self.notify(str(exc), severity="error", timeout=8)
+                    return
+                if task is not None:
+                    settings = replace(settings, task=task, method=method)
+                    self.problem_bar.choose(task, method)
+            self.settings = settings
+            self.sub_title = backend_name(settings.backend)
+            self.notify(f"model: {self.sub_title} (used from the next run)", timeout=4)
 
         self.push_screen(SettingsScreen(self.settings), chosen)
 

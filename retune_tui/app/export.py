@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from retune_tui.checks import detour_note
+from retune_tui.checks import detour_note, trace_fault
 from retune_tui.errors import UserError
 from retune_tui.files import atomic_write_text, check_folder
 from retune_tui.tasks.protocol import return_text
@@ -39,8 +39,8 @@ def trace_markdown(trace: Trace, node_id: int | None = None) -> str:
         lines.append(f"- model: `{trace.model}`")
     if fin is not None:
         verdict = {True: "correct", False: "wrong"}.get(fin.correct, "unchecked")
-        off_path = detour_note(trace)
-        lines.append(f"- answer: `{fin.value}` (expected `{trace.expected}`): **{verdict}**"
+        off_path = detour_note(trace, trace_fault(trace))
+        lines.append(f"- answer: `{fin.shown_value}` (expected `{trace.expected}`): **{verdict}**"
                      + (f", {off_path}" if off_path else ""))
         lines.append(f"- {len(trace.nodes)} contexts, {fin.tokens} tokens, {fin.seconds:.3f} s")
         if fin.error:

@@ -84,21 +84,22 @@ def node_label(trace: Trace, node: Node, verdict: bool | None, fault: Fault | No
     return label
 
 
-def trace_verdict(trace: Trace, short: bool = False, live: bool = True) -> Text:
-    """The final answer checked against the ground truth (``live``: the run is still going)."""
+def trace_verdict(trace: Trace, short: bool = False, live: bool = True, fault: Fault | None = None) -> Text:
+    """The final answer checked against the ground truth (``live``: the run is still going);
+    unless ``short``, a right answer reached through ``fault`` (the trace's first) says so."""
     fin = trace.finished
     if fin is None:
         if live:
             return Text("running…", "yellow")
         return Text("■ stopped" if short else "■ stopped before an answer", "bold magenta")
     if fin.correct:
-        verdict = Text.assemble(("⇒ ", "dim"), (str(fin.value), "bold"), ("  ✓ correct", "bold green"))
+        verdict = Text.assemble(("⇒ ", "dim"), (fin.shown_value, "bold"), ("  ✓ correct", "bold green"))
     else:
-        verdict = Text.assemble(("⇒ ", "dim"), (str(fin.value), "bold"), ("  ✗ wrong", "bold red"),
+        verdict = Text.assemble(("⇒ ", "dim"), (fin.shown_value, "bold"), ("  ✗ wrong", "bold red"),
                                 ("  expected ", "dim"), (str(trace.expected), "bold"))
     if not short and fin.error:
         verdict.append(f"  {fin.error}", "red")
-    off_path = None if short else detour_note(trace)
+    off_path = None if short else detour_note(trace, fault)
     if off_path:
         verdict.append(f"  ({off_path})", "yellow")
     return verdict
@@ -120,10 +121,13 @@ def detail_text(trace: Trace, node: Node, checks: list[SegmentCheck], fault: Fau
     seconds = (node.closed_at if node.closed_at is not None else now) - node.opened_at
     out = Text.assemble((f"node {node.id}", "bold"), f" · depth {node.depth} · ", (tag.strip(), tag_style), "\n",
                         f"{node.tokens} tokens · {seconds:.3f} s")
-    if checks:
-        good = sum(check.matches for check in checks)
-        mark, style = verdict_mark(good == len(checks))
-        out.append(f" · oracle {mark} {good}/{len(checks)} segments", style)
+    judged = [check for check in checks if check.matches is not None]
+    if judged:
+        good = sum(bool(check.matches) for check in judged)
+        mark, style = verdict_mark(good == len(judged))
+        out.append(f" · oracle {mark} {good}/{len(judged)} segments", style)
+    if len(judged) < len(checks):
+        out.append(f" · {len(checks) - len(judged)} past where the oracle can follow", "yellow")
     out.append("\n")
     out.append_text(Text.assemble(("prompt", PROMPT_STYLE), " · ", ("generated", TEXT_STYLE), " · ",
                                   ("returned", RETURN_STYLE), "\n", style="dim"))
@@ -137,12 +141,15 @@ def detail_text(trace: Trace, node: Node, checks: list[SegmentCheck], fault: Fau
     if fault is not None and fault.node == node.id:
         out.append(f"first fault of this trace: {fault.kind}\n", "bold red")
     for check in checks:
-        if not check.matches:
+        if check.matches is None:
+            out.append(f"segment {check.index + 1}: off the oracle's path (it has no segment for this "
+                       "context)\n", "yellow")
+        elif not check.matches:
             out.append(f"segment {check.index + 1} differs from the oracle\n", "red")
             out.append_text(Text.assemble(("  oracle  ", "dim"), (repr(check.expected), "green"), "\n"))
             out.append_text(Text.assemble(("  model   ", "dim"), (repr(check.got), "red"), "\n"))
     if node.parent is None:
         out.append_text(Text.assemble(("problem ", "dim"), (trace.problem, "bold"), ("  expected ", "dim"),
                                       (str(trace.expected), "bold"), "\n"))
-        out.append_text(trace_verdict(trace, live=live))
+        out.append_text(trace_verdict(trace, live=live, fault=fault))
     return out

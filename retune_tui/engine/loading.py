@@ -7,6 +7,7 @@ named; bf16 on GPUs that support it, float32 elsewhere.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,13 @@ from retune_tui.errors import InputError, UserError, first_line
 from retune_tui.manifest import Manifest, config_fingerprint
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(name: str) -> None:
+    """A device name of the right form, checked without loading torch (before any work)."""
+    if not DEVICE_RE.match(name):
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
 
 
 @dataclass(frozen=True)

@@ -176,3 +176,29 @@ def test_two_adapters_make_two_lanes(tmp_path):
     assert [lane.title for lane in job.lanes] == ["base + a1", "base + a2"]
     assert [lane.title for lane in compare_job(Settings(), "12 + 34").lanes] == ["baseline", "scratchpad",
                                                                                "retuning"]
+
+
+def test_a_new_adapter_in_the_picker_brings_its_task_and_method_and_a_bad_device_is_refused(
+        tui, app_factory, tmp_path):
+    from retune_tui.manifest import Manifest
+
+    Manifest("parity", "baseline", "some/base", "", "char", (1, 21)).write(tmp_path)
+
+    async def body():
+        app = app_factory()
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await pilot.press("escape", "t")
+            app.screen.query_one("#base", Input).value = "some/base"
+            app.screen.query_one("#adapter", Input).value = str(tmp_path)
+            app.screen.query_one("#device", Input).value = "gpu9"
+            app.screen.apply()
+            await pilot.pause()
+            assert "device: unknown device 'gpu9'" in str(app.screen.query_one("#settings-error").render())
+            app.screen.query_one("#device", Input).value = "cpu"
+            app.screen.apply()
+            await pilot.pause()
+            assert not isinstance(app.screen, SettingsScreen)
+            assert (app.problem_bar.task, app.problem_bar.method) == ("parity", Method.BASELINE)
+            assert (app.settings.task, app.settings.method) == ("parity", Method.BASELINE)
+
+    tui.run(body())

@@ -69,3 +69,28 @@ def test_a_thousand_node_tree_holds_up(tui, app_factory, big_trace):
     print(f"\n{nodes} nodes in {PROBLEMS} traces:")
     for name, seconds in timings.items():
         print(f"  {name:32s} {seconds * 1000:8.0f} ms")
+
+
+def test_a_call_chain_deeper_than_pythons_recursion_limit_opens(tui, app_factory, tmp_path):
+    import sys
+
+    task = get_task("parity")
+    bits = sys.getrecursionlimit() + 100  # Textual lays a tree out a frame per level
+    problem = task.parse(" ".join(random.Random(1).choice("01") for _ in range(bits)))
+    runner = Runner(task, Method.RETUNING, OracleGenerator(task, Method.RETUNING))
+    path = tmp_path / "deep.jsonl"
+    write_events(path, runner.events([problem]))
+    depth = max(node.depth for node in runner.traces[0].nodes.values())
+    assert depth >= bits - 2
+
+    async def body():
+        app = app_factory(path)
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.settle(pilot)
+            lane = app.run_view.lanes[0]
+            assert lane.traces[0].finished.correct and lane.last_line + 1 == len(runner.traces[0].nodes)
+            lane.focus()
+            await pilot.press("end")
+            assert lane.node_at(lane.cursor_key)[1].depth == depth
+
+    tui.run(body())

@@ -26,6 +26,8 @@ from retune_tui.tasks import Method
     (["--speed", "fast"], "invalid float value"),
     (["--frobnicate"], "unrecognized arguments"),
     (["--screenshot", "x.svg"], "--screenshot needs"),
+    (["tests"], "tests is a folder; give a trace file"),
+    (["--overwrite"], "--overwrite is for --screenshot"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(argv, words, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -85,6 +87,22 @@ def test_screenshot_of_a_real_solve(tmp_path):
     main(["--problem", "12 + 34", "--base", "oracle", "--speed", "0", "--screenshot", str(out)])
     svg = out.read_text()
     assert svg.startswith("<svg") and "correct" in svg
+
+
+def test_a_screenshot_never_replaces_a_file_unasked_and_a_bad_path_is_one_line_before_any_work(
+        tmp_path, capsys):
+    out = tmp_path / "shot.svg"
+    out.write_text("mine")
+    argv = ["--problem", "12 + 34", "--base", "oracle", "--speed", "0", "--screenshot"]
+    for target, words in ((out, "exists; pass --overwrite"), (tmp_path, "is a directory"),
+                          (out / "in-a-file.svg", "is a file, not a folder")):
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, str(target)])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 1 and words in err and err.count("\n") == 1, err
+    assert out.read_text() == "mine"
+    main([*argv, str(out), "--overwrite"])
+    assert out.read_text().startswith("<svg")
 
 
 def test_default_backend_is_the_bundled_model_once_it_is_there(tmp_path, monkeypatch):

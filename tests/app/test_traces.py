@@ -223,6 +223,44 @@ def test_search_keeps_ancestors_and_escape_clears(tui, app_factory, trace_file):
     tui.run(body())
 
 
+def test_a_new_run_closes_the_search_of_the_old_tree(tui, app_factory, trace_file):
+    path = trace_file("48213 + 90771")
+
+    async def body():
+        app = app_factory(path)
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.settle(pilot)
+            await pilot.press("slash", *"13 + 71", "enter")
+            await pilot.pause()
+            assert app.run_view.lanes[0].term == "13 + 71"
+            app.problem_bar.set_text("1 0 1 1")
+            await app.solve(compare=False)
+            await tui.settle(pilot)
+            search = app.query_one("#search", Input)
+            assert not search.has_class("-visible") and search.value == ""
+            lane = app.run_view.lanes[0]
+            assert lane.term == "" and len(keys_shown(lane)) == len(lane.traces[0].nodes)
+
+    tui.run(body())
+
+
+def test_help_and_search_keys_work_from_the_problem_input(tui, app_factory):
+    from retune_tui.app.screens.help import HelpScreen
+
+    async def body():
+        app = app_factory()
+        async with app.run_test(size=tui.SIZE) as pilot:
+            assert app.focused is app.query_one("#problem", Input)  # where a first visit starts
+            await pilot.press("f1")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")  # back in the input
+            assert app.focused is app.query_one("#problem", Input)
+            await pilot.press("ctrl+f")
+            assert app.query_one("#search").has_class("-visible") and app.problem_bar.text == ""
+
+    tui.run(body())
+
+
 def test_collapse_and_expand_all(tui, app_factory, trace_file):
     path = trace_file("48213 + 90771", "1 0 1 1")
 
@@ -269,6 +307,9 @@ def test_save_export_and_replay(tui, app_factory, tmp_path):
             await tui.settle(pilot)
             replayed = app.run_view.lanes[0]
             assert replayed.events == events and replayed.traces[0].to_json() == saved.to_json()
+            await pilot.press("y")  # a replay of a replay is titled once
+            await tui.settle(pilot)
+            assert app.run_view.lanes[0].border_title == f"replay: {lane.border_title}"
             assert read_events(tmp_path / "saved.jsonl") == events
 
     tui.run(body())
@@ -324,3 +365,18 @@ def test_collapse_all_keeps_the_cursor_in_its_problem(tui, app_factory, trace_fi
                 await pilot.press("equals_sign")
 
     tui.run(body())
+
+
+def test_a_run_with_no_answer_says_so_not_none():
+    from retune_tui.app.formatting import trace_verdict
+    from retune_tui.render import trace_summary
+    from retune_tui.trace import NodeClosed, NodeOpened, ProblemStarted, RunFinished, Trace
+
+    trace = Trace(0)
+    for event in (ProblemStarted(0, 0.0, "addition", "retuning", "1 + 2", "3"),
+                  NodeOpened(0, 0.1, 0, None, 0, "1 + 2\nSolution: "),
+                  NodeClosed(0, 0.2, 0, "error", error="no stop within 64 tokens"),
+                  RunFinished(0, 0.3, "error", correct=False, error="no stop within 64 tokens")):
+        trace.apply(event)
+    for text in (trace_verdict(trace).plain, trace_summary(trace).plain):
+        assert "no answer" in text and "None" not in text

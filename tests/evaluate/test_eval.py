@@ -262,7 +262,7 @@ def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
 
 def test_a_right_answer_off_the_oracles_path_is_said_so_where_a_trace_is_shown():
     from retune_tui.app.export import trace_markdown
-    from retune_tui.checks import detour_note
+    from retune_tui.checks import detour_note, trace_fault
     from retune_tui.engine import Limits, Runner
     from retune_tui.render import trace_summary
 
@@ -272,6 +272,6 @@ def test_a_right_answer_off_the_oracles_path_is_said_so_where_a_trace_is_shown()
         [subject.task.parse("1 1 0 1"), subject.task.parse("0 1 0 0")])
     assert on.finished.correct and off.finished.correct
     note = "reached off the oracle's path: wrong call text at depth 0"
-    assert detour_note(on) is None and detour_note(off) == note
+    assert detour_note(on, trace_fault(on)) is None and detour_note(off, trace_fault(off)) == note
     assert note not in trace_summary(on).plain and note in trace_summary(off).plain
     assert note in trace_markdown(off) and note not in trace_markdown(on)

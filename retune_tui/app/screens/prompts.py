@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from retune_tui.app.export import output_problem
 from retune_tui.app.jobs import Settings, backend_name
-from retune_tui.engine.loading import ModelSpec
+from retune_tui.engine.loading import ModelSpec, check_device_name
 from retune_tui.errors import InputError
 from retune_tui.solving import Backend
 
@@ -125,6 +125,10 @@ class SettingsScreen(ModalScreen[Settings | None]):
             raise InputError("oracle speed: a number of tokens per second, or 0") from None
         if speed < 0:
             raise InputError("oracle speed: must not be negative")
+        try:
+            check_device_name(device or "auto")
+        except InputError as exc:
+            raise InputError(f"device: {exc}") from None
         for name, path in (("adapter", adapter), ("second adapter", versus)):
             if path and not Path(path).expanduser().is_dir():
                 raise InputError(f"{name}: no such directory {path}")

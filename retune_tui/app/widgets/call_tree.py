@@ -7,6 +7,8 @@ the cursor follows the node being written unless the user has moved it.
 
 from __future__ import annotations
 
+import sys
+
 from textual import events
 from textual.binding import Binding
 from textual.widgets import Tree
@@ -30,6 +32,15 @@ from retune_tui.trace import (
 )
 
 Key = tuple[int, int]  # (tree, node)
+
+
+def room_for_depth(depth: int) -> None:
+    """Raise Python's recursion limit, if need be, so that a tree ``depth`` levels deep can be
+    laid out: Textual's ``Tree`` does it recursively, a frame per level, and an oracle
+    parity of 1,000 bits recurses 1,000 deep (Python 3.11 keeps such frames off the C stack)."""
+    needed = 2 * depth + 1000
+    if sys.getrecursionlimit() < needed:
+        sys.setrecursionlimit(needed)
 
 
 class CallTree(Tree[Key]):
@@ -195,6 +206,7 @@ class CallTree(Tree[Key]):
         if key in self._shown:
             return self._shown[key]
         trace, node = self.node_at(key)
+        room_for_depth(node.depth)
         if node.parent is None:
             parent, siblings = self.root, [(tree, 0) for tree in sorted(self.traces)]
         else:

@@ -14,7 +14,8 @@ WELCOME = Text.assemble(
     "Type a problem above and press ", ("Enter", "bold"), ". The call tree grows on the left;\n",
     "this pane shows the selected context: its ", ("prompt", "bold #8aa4ff"), ", the ",
     ("generated", "bold"), " text and the values ", ("returned", "bold #5fd75f"), " into it.\n\n",
-    "Press ", ("?", "bold"), " for every key.",
+    "Press ", ("F1", "bold"), " for every key (or ", ("?", "bold"), " once out of the input: ",
+    ("Esc", "bold"), " leaves it).",
 )
 
 
@@ -52,7 +53,7 @@ class RunSummary(Static):
             if len(lane.traces) > 1:
                 text.append(f"#{tree} ", "dim")
             text.append(f"{trace.problem}  ", "bold")
-            text.append_text(trace_verdict(trace, live=lane.live))
+            text.append_text(trace_verdict(trace, live=lane.live, fault=lane.fault(tree)))
             contexts = sum(len(t.nodes) for t in lane.traces.values())
             rate = f"{lane.tokens / lane.elapsed:,.0f} tok/s" if lane.elapsed > 0 else "– tok/s"
             figures = f"   {contexts} contexts · {lane.tokens} tokens · {rate} · {lane.elapsed:.2f} s"

@@ -58,6 +58,11 @@ class ProblemBar(Vertical):
     def method(self) -> Method:
         return Method(str(self.query_one("#method", Select).value))
 
+    def choose(self, task: str | None, method: Method) -> None:
+        """Set the task and method pickers (``task`` None: recognised from the text)."""
+        self.query_one("#task", Select).value = task or AUTO
+        self.query_one("#method", Select).value = method.value
+
     @property
     def text(self) -> str:
         return self.query_one("#problem", Input).value

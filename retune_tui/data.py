@@ -231,15 +231,26 @@ class _Serial:
         return map(fn, items)
 
 
+class _Pool(ProcessPoolExecutor):
+    """Worker processes that leave Ctrl-C to the main process: it drops the chunks not yet
+    started and waits for the few running (a worker killed mid-chunk breaks the pool, and its
+    manager thread prints a traceback)."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers, initializer=_ignore_interrupts)
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(wait=True, cancel_futures=exc[0] is not None)
+
+
 def _pool(workers: int):
-    return _Serial() if workers <= 1 else ProcessPoolExecutor(workers, initializer=_quiet_on_interrupt)
+    return _Serial() if workers <= 1 else _Pool(workers)
 
 
-def _quiet_on_interrupt() -> None:
-    """In a worker: Ctrl-C ends it at once, without a traceback (the main process reports it)."""
+def _ignore_interrupts() -> None:
     import signal
 
-    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:

@@ -8,11 +8,11 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from retune_tui.errors import UserError
+from retune_tui.errors import InputError, UserError
 
 
 def _mode_for(path: Path) -> int:
@@ -79,6 +79,22 @@ def check_output(path: str | Path | None, *, overwrite: bool, option: str = "--o
     if path.exists() and not overwrite:
         raise UserError(f"{option} {path} exists; pass --overwrite to replace it")
     check_folder(path.parent, option)
+
+
+def check_distinct(outputs: dict[str, str | Path | None], inputs: Sequence[str | Path] = ()) -> None:
+    """Before any work: no two ``outputs`` (option name -> path) are one file, and none is
+    one of the ``inputs``, so nothing is written over another output or over what is read."""
+    read = {Path(path).expanduser().resolve() for path in inputs}
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        where = Path(path).expanduser().resolve()
+        if where in read:
+            raise InputError(f"--{option} {path} is also read by this command; give another name")
+        if where in seen:
+            raise InputError(f"--{seen[where]} and --{option} are the same file {path}; give them different names")
+        seen[where] = option
 
 
 def check_folder(folder: str | Path, option: str) -> None:

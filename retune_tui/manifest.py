@@ -62,12 +62,24 @@ class Manifest:
         except (ValueError, KeyError, TypeError) as exc:
             raise UserError(f"{path} is not a valid retune manifest ({exc})") from None
 
-    def check(self, directory: str | Path, *, task: str | None, method: str | None, fingerprint: str | None) -> None:
-        """One clear line when the adapter was made for something else than asked."""
+    def check(self, directory: str | Path, *, task: str | None, method: str | None, fingerprint: str | None,
+              what: str = "adapter") -> None:
+        """One clear line when the adapter (or ``what``) was made for something else than asked."""
         if task is not None and task != self.task:
-            raise InputError(f"adapter {directory} was trained for task {self.task!r}, not {task!r}")
+            raise InputError(f"{what} {directory} was trained for task {self.task!r}, not {task!r}")
         if method is not None and method != self.method:
-            raise InputError(f"adapter {directory} was trained for method {self.method!r}, not {method!r}")
+            raise InputError(f"{what} {directory} was trained for method {self.method!r}, not {method!r}")
         if fingerprint is not None and fingerprint != self.base_fingerprint:
-            raise InputError(f"adapter {directory} was trained on base {self.base!r}, "
+            raise InputError(f"{what} {directory} was trained on base {self.base!r}, "
                              "which is not the base model given (its architecture differs)")
+
+
+def full_model_manifest(base: str | Path) -> Manifest | None:
+    """The manifest of a model fine-tuned whole for a task (`retune train --full`), or None: a
+    hub name, a folder without one, or a base pre-trained on skills (made for no task)."""
+    from retune_tui.tasks import TASKS
+
+    if not Path(base).is_dir():
+        return None
+    manifest = Manifest.read(base)
+    return manifest if manifest is not None and manifest.task in TASKS else None

@@ -95,7 +95,8 @@ def test_solve_file_batched(tmp_path):
     result = invoke("solve", "--file", str(problems), "--out", str(out), "--model", "oracle")
     assert result.exit_code == 0 and "4/4 correct" in result.output
     shown = json.loads(invoke("trace", "show", str(out), "--json").output)
-    assert sorted(t["tree"] for t in shown) == [0, 1, 2, 3]
+    by_tree = {t["tree"]: t["problem"] for t in shown}  # trace N is the file's Nth problem, tasks mixed
+    assert by_tree == {0: "12 + 34", 1: "[1, 0, 1]", 2: "[3, -2, 5]", 3: "999 + 001"}
 
 
 def test_bad_line_in_problem_file(tmp_path):
@@ -131,6 +132,22 @@ def test_an_existing_output_is_kept_unless_overwrite_and_new_files_follow_the_um
     finally:
         os.umask(old)
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o644  # readable by others, as any file the user makes
+
+
+def test_no_output_is_written_over_another_output_or_over_an_input_even_with_overwrite(tmp_path):
+    problems = tmp_path / "p.txt"
+    problems.write_text("1 + 2\n")
+    same_as_input = invoke("solve", "--file", str(problems), "--out", str(problems), "--model", "oracle", "--overwrite")
+    assert same_as_input.exit_code == 2 and "--out" in same_as_input.output and "also read" in same_as_input.output
+    assert problems.read_text() == "1 + 2\n"
+    results = tmp_path / "r.png"  # eval's plot would default to the results' own name
+    plot_over_results = invoke("eval", "--task", "parity", "--model", "oracle", "--sizes", "2", "--n", "1",
+                               "--out", str(results))
+    assert plot_over_results.exit_code == 2 and "--out and --plot are the same file" in plot_over_results.output
+    assert not results.exists()
+    same = invoke("report", str(tmp_path / "missing.json"), "--plot", str(tmp_path / "x.svg"),
+                  "--markdown", str(tmp_path / "x.svg"))
+    assert same.exit_code == 2 and "--plot and --markdown are the same file" in same.output
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -91,3 +91,22 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         data.write_dataset(spec(), path, workers=1)
     assert path.read_text() == "precious\n" and list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_worker_processes_is_one_line_and_leaves_no_file(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "big.jsonl"
+    run = subprocess.Popen([sys.executable, "-m", "retune_tui.cli", "data", "addition", "--n", "300000",
+                            "--out", str(out), "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True)
+    time.sleep(5)  # the workers are busy by then; the whole set takes about 40 s on two cores
+    os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    output, _ = run.communicate(timeout=120)
+    assert run.returncode == 130 and output.strip() == "error: interrupted", output
+    assert list(tmp_path.iterdir()) == []

@@ -319,6 +319,12 @@ def test_flags_beat_the_recipe(tmp_path):
     recipe.write_text('task = "parity"\nbase = "x"\nmax_steps = 7\nlora_r = 16\n')
     config = build_config(recipe, max_steps=9)
     assert config.max_steps == 9 and config.lora_r == 16
+    recipe.write_text('task = "parity"\nbase = "x"\nepochs = 1.0\n')  # a one-epoch recipe, tried quickly
+    config = build_config(recipe, max_steps=50)
+    assert config.max_steps == 50 and config.epochs is None
+    assert build_config(recipe).epochs == 1.0
+    with pytest.raises(InputError, match="give one"):
+        build_config(recipe, max_steps=50, epochs=2.0)
 
 
 def test_cli_bad_inputs_are_one_line():
@@ -442,6 +448,17 @@ def test_a_data_file_of_another_task_is_refused(tmp_path):
     with pytest.raises(InputError, match="does not hold addition examples"):
         ds.file_examples(str(data), "addition")
     assert ds.file_examples(str(data), "parity")
+    with pytest.raises(InputError, match="does not hold parity scratchpad examples"):
+        ds.file_examples(str(data), "parity", "scratchpad")
+    assert ds.file_examples(str(data), "parity", "retuning")
+
+
+def test_a_run_on_a_data_file_records_the_files_sizes_not_the_lengths_setting(base, tmp_path):
+    data = tmp_path / "parity.jsonl"
+    ds.write_examples(data, ds.oracle_examples("parity", "retuning", (1, 6), 20, 0, True))
+    train(quick(base, tmp_path / "run", data=str(data), lengths=(2, 3), max_steps=2), progress=False)
+    manifest = json.loads((tmp_path / "run" / "retune.json").read_text())
+    assert manifest["train_lengths"] == [1, 6] and "problems" not in manifest["weighting"]
 
 
 def test_repeat_long_and_lengths_on_the_command_line(tmp_path):

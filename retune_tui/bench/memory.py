@@ -23,8 +23,9 @@ class MemoryRow:
     size: int
     tokens: int  # the longest example's tokens (prompt + completion + EOS)
     examples: int  # examples in the problem's oracle trace
-    peak_gib: float | None  # None on a CPU
+    peak_gib: float | None  # None on a CPU, or when the step ran out of memory
     seconds: float | None
+    out_of_memory: bool = False
 
 
 def longest_example(task: Task, method: Method, size: int, tokenizer: Any, seed: int = 0) -> tuple[list[int], int]:
@@ -77,26 +78,31 @@ def memory_benchmark(task_name: str, *, sizes: list[int], methods: list[str], ba
                          lora_r=lora_r, lora_alpha=lora_r, lora_dropout=0.0,
                          device="cpu" if device == "cpu" else "auto")
     tokenizer = load_training_tokenizer(config)
-    gpu = torch.cuda.is_available() and device != "cpu"
+    from retune_tui.engine.loading import resolve_device
+
+    where = resolve_device(device)  # a GPU that is not there is one line, not GPU 0 instead
+    gpu = where.type == "cuda"
     model = None
     if gpu:
-        model = build_model(config, tokenizer, torch.device("cuda"), torch.bfloat16)
+        torch.cuda.set_device(where)
+        model = build_model(config, tokenizer, where, torch.bfloat16)
         model.train()
     rows = []
     for method in methods:
         for size in sizes:
             ids, count = longest_example(task, get_method(method), size, tokenizer)
             peak = seconds = None
+            out_of_memory = False
             if model is not None:
                 try:
                     peak, seconds = measure_step(model, ids, micro_batch)
                 except torch.cuda.OutOfMemoryError:
-                    peak = float("inf")
+                    out_of_memory = True  # JSON has no infinity a strict reader takes
                     torch.cuda.empty_cache()
-            rows.append(MemoryRow(task.name, method, size, len(ids), count, peak, seconds))
+            rows.append(MemoryRow(task.name, method, size, len(ids), count, peak, seconds, out_of_memory))
     return {
         "benchmark": "memory",
-        "device": torch.cuda.get_device_name() if gpu else "cpu (sequence lengths only)",
+        "device": torch.cuda.get_device_name(where) if gpu else "cpu (sequence lengths only)",
         "base": base or f"random weights of {base_config}",
         "tokenizer": tokenizer_source,
         "micro_batch": micro_batch,

@@ -74,7 +74,7 @@ def bench_memory(
     for col in ("method", "size", "tokens", "examples", "peak GiB", "seconds"):
         table.add_column(col, justify="right")
     for r in result["rows"]:
-        peak = "—" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
+        peak = "out of memory" if r.get("out_of_memory") else "—" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
         secs = "—" if r["seconds"] is None else f"{r['seconds']:.2f}"
         table.add_row(r["method"], str(r["size"]), str(r["tokens"]), str(r["examples"]), peak, secs)
     Console().print(table)

@@ -93,11 +93,12 @@ def eval_command(
 
     from retune_tui.evaluate import EvalConfig, count_problems, run_eval
     from retune_tui.evaluate.report import write_results
-    from retune_tui.files import check_folder, check_output
+    from retune_tui.files import check_distinct, check_folder, check_output
     from retune_tui.render import progress_bar
 
     check_output(out, overwrite=overwrite)
     plot = _plot_path(plot or out.with_suffix(".png"), overwrite)
+    check_distinct({"out": out, "plot": plot})
     if failures_per_size is not None and failures is None:
         raise InputError("--failures-per-size needs --failures DIR, where the failed traces go")
     if failures_per_size is not None and failures_per_size < 1:
@@ -172,10 +173,11 @@ def report_command(
 ) -> None:
     """Render saved results again; several files are compared side by side."""
     from retune_tui.evaluate.report import read_results
-    from retune_tui.files import check_output
+    from retune_tui.files import check_distinct, check_output
 
     plot = _plot_path(plot, overwrite)
     check_output(markdown, overwrite=overwrite, option="--markdown")
+    check_distinct({"plot": plot, "markdown": markdown}, inputs=results)
 
     runs, settings = [], {}
     if len(set(results)) < len(results):

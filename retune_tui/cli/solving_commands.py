@@ -64,7 +64,7 @@ def solve(
 ) -> None:
     """Solve a problem recursively and draw its call tree while it grows."""
     from retune_tui import solving
-    from retune_tui.files import check_output
+    from retune_tui.files import check_distinct, check_output
 
     limits = _limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seconds)
     backend = _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temperature, top_p, seed)
@@ -76,6 +76,7 @@ def solve(
         raise InputError("--out and --save both name the traces' file; give one")
     check_output(out, overwrite=overwrite)
     check_output(save, overwrite=overwrite, option="--save")
+    check_distinct({"out": out, "save": save}, inputs=[file] if file is not None else [])
     if file is not None:
         solving.solve_file(file, out or save, task=task, method=method, backend=backend, limits=limits)
     else:

@@ -16,6 +16,7 @@ from retune_tui.errors import InputError
 def _train_options() -> list:
     """One --flag per TrainConfig field (help from the field), all defaulting to "not given"."""
     import inspect
+    from dataclasses import MISSING
     from dataclasses import fields as dc_fields
 
     from retune_tui.train.config import TrainConfig
@@ -32,6 +33,9 @@ def _train_options() -> list:
         if f.name == "task":
             continue
         help_text = f.metadata.get("help", "").replace("[", "\\[")  # not rich markup
+        default = f.default if f.default is not MISSING else None  # what a run gets when neither sets it
+        if default not in (None, "", (), []):
+            help_text += f" \\[default: {default}]"
         kind = str(f.type).split("[")[0].split(" ")[0]
         flag = "--" + f.name.replace("_", "-")
         if kind == "bool":

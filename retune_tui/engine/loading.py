@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from retune_tui.errors import InputError, UserError, first_line
-from retune_tui.manifest import Manifest, config_fingerprint
+from retune_tui.manifest import Manifest, config_fingerprint, full_model_manifest
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -291,7 +291,9 @@ def load_model(spec: ModelSpec, *, task: str | None = None, method: str | None =
     dtype = resolve_dtype(spec.dtype, device)
     model = load_base(spec, device, dtype)
     tokenizer = load_tokenizer(spec)
-    manifest = None
+    manifest = None if spec.adapter else full_model_manifest(spec.base)
+    if manifest is not None:
+        manifest.check(spec.base, task=task, method=method, fingerprint=None, what="model")
     if spec.adapter:
         model, manifest = attach_adapter(model, spec, task=task, method=method)
         if dtype == torch.float32 and not _tied_embeddings(model):

@@ -71,6 +71,9 @@ class EvalConfig:
             get_method(name)
         if self.task is not None:
             get_task(self.task)
+        where = [Path(adapter).resolve() for adapter in self.adapters]
+        if len(set(where)) < len(where):
+            raise InputError("an adapter is given twice")
         for adapter in self.adapters:  # all checked before the first is evaluated
             if not Path(adapter).is_dir():
                 raise InputError(f"adapter directory {adapter} not found")
@@ -130,10 +133,10 @@ def _subjects(config: EvalConfig) -> Iterator[Subject]:
             yield Subject("oracle", task, method, task.train_lengths, lambda t=task, m=method: OracleGenerator(t, m))
     if config.whole_model:
         yield from _whole_model_subjects(config)
-    for adapter in config.adapters:
+    for adapter, label in zip(config.adapters, adapter_labels(config.adapters)):
         manifest = Manifest.read(adapter)
         assert manifest is not None  # EvalConfig checked every adapter's
-        subject = _model_subject(config, adapter, manifest)
+        subject = _model_subject(config, adapter, label, manifest)
         yield subject
         subject.loaded = None  # the only reference to the model: it goes before the next one loads
         _free_memory()
@@ -168,12 +171,23 @@ def _loaded_subject(label: str, task: str, method: str, trained: tuple[int, int]
     return subject
 
 
-def _model_subject(config: EvalConfig, adapter: str, manifest: Manifest) -> Subject:
+def adapter_labels(adapters: list[str]) -> list[str]:
+    """Each adapter's name in tables and file names: its folder's, or as many of the folders
+    above it as tell it from another of the same name (``a/dp``, ``b/dp``)."""
+    parts = [Path(adapter).resolve().parts for adapter in adapters]
+    for depth in range(1, max((len(p) for p in parts), default=1) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            break
+    return labels if adapters else []
+
+
+def _model_subject(config: EvalConfig, adapter: str, label: str, manifest: Manifest) -> Subject:
     from retune_tui.engine.loading import load_model
 
     loaded = load_model(ModelSpec(config.base, adapter, _device(config), config.dtype), task=manifest.task,
                         method=manifest.method)
-    return _loaded_subject(Path(adapter).name, manifest.task, manifest.method, tuple(manifest.train_lengths), loaded)
+    return _loaded_subject(label, manifest.task, manifest.method, tuple(manifest.train_lengths), loaded)
 
 
 def _whole_model_subjects(config: EvalConfig) -> Iterator[Subject]:
@@ -209,7 +223,7 @@ def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = No
                                             config.teacher_n or min(config.n, 20), config.seed)
         if failures_dir is not None and failures:
             events = [e for trace in failures for e in trace.events]
-            write_events(failures_dir / f"{subject.label}-failures.rank{rank}.jsonl", events)
+            write_events(failures_dir / f"{subject.label.replace('/', '-')}-failures.rank{rank}.jsonl", events)
         results.append(result)
     if world > 1:
         results = _gather(results)

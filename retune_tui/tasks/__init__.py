@@ -8,7 +8,7 @@ from collections.abc import Hashable
 from retune_tui.tasks.addition import Addition
 from retune_tui.tasks.dp import DP
 from retune_tui.tasks.parity import Parity
-from retune_tui.tasks.protocol import METHODS, Method, ProblemParseError, Task
+from retune_tui.tasks.protocol import METHODS, Method, ProblemParseError, ProblemTooLarge, Task
 
 TASKS: dict[str, Task] = {task.name: task for task in (Addition(), Parity(), DP())}
 
@@ -66,6 +66,8 @@ def detect(text: str) -> tuple[Task, Hashable]:
     for name in order:
         try:
             return TASKS[name], TASKS[name].parse(text)
+        except ProblemTooLarge:
+            raise  # the task is recognised: what is wrong is said, not "no task"
         except ProblemParseError:
             continue
     expected = "; ".join(f"{t.name}: {t.expected}" for t in TASKS.values())

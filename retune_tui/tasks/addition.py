@@ -6,12 +6,13 @@ import re
 from dataclasses import dataclass
 from random import Random
 
-from retune_tui.tasks.protocol import BadReturn, ProblemParseError, Step, Task, call_line, strip_prompt
+from retune_tui.tasks.protocol import BadReturn, ProblemParseError, ProblemTooLarge, Step, Task, call_line, strip_prompt
 
 # ASCII digits only: the operands are kept as typed, and a model must only ever see ASCII
 # (``parse_problem`` turns typed full-width digits into ASCII ones before this).
 _TYPED = re.compile(r"(?:what\s+is\s+)?(\d+)\s*\+\s*(\d+)\s*[=?]?", re.IGNORECASE | re.ASCII)
 _CARRY = re.compile(r"Carry ([01]), Output (\d+)")
+MAX_DIGITS = 4000  # the sum must convert to text: Python refuses integers of more than 4,300 digits
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class Addition(Task):
             raise ProblemParseError(f"not an addition problem: {text.strip()[:60]!r}; expected {self.expected}")
         a, b = m.group(1), m.group(2)
         width = max(len(a), len(b))
+        if width > MAX_DIGITS:
+            raise ProblemTooLarge(f"an operand of {width} digits; at most {MAX_DIGITS} "
+                                    "(Python's limit on converting integers to text)")
         return AdditionProblem(a.zfill(width), b.zfill(width))
 
     def sample(self, rng: Random, size: int, *, vary: bool = False, lo: int = 1) -> AdditionProblem:

@@ -48,6 +48,10 @@ class ProblemParseError(InputError):
     """Text that is not a problem of the task; the message is one line for the user."""
 
 
+class ProblemTooLarge(ProblemParseError):
+    """Text that is recognisably a problem of the task, but one too large to handle."""
+
+
 class BadReturn(ValueError):
     """A value returned into a context that the task cannot read (from a faulty child)."""
 

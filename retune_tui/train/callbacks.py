@@ -166,7 +166,8 @@ class ProgressBar(TrainerCallback):
         rate = ((state.num_input_tokens_seen or 0) - self._tokens0) / elapsed
         done = self.clock.spent if self.clock else state.global_step
         step = f"step {state.global_step}  " if self.clock else ""
-        self._bar.update(self._task, completed=done, info=f"{step}loss {self._loss:.4f}  {rate:,.0f} tok/s")
+        loss = "–" if math.isnan(self._loss) else f"{self._loss:.4f}"  # none logged yet
+        self._bar.update(self._task, completed=done, info=f"{step}loss {loss}  {rate:,.0f} tok/s")
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
         self.close()

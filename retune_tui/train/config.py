@@ -192,9 +192,16 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
 
 
 def build_config(recipe: str | Path | None = None, **flags: Any) -> TrainConfig:
-    """Defaults, then the recipe, then every flag that was given (not None)."""
+    """Defaults, then the recipe, then every flag that was given (not None). A ``max_steps``
+    flag also clears the recipe's ``epochs`` (which would otherwise set the steps: a quick
+    try of a one-epoch recipe with ``--max-steps 50`` would train the whole epoch)."""
     values: dict[str, Any] = read_recipe(recipe) if recipe else {}
-    values.update({k: v for k, v in flags.items() if v is not None})
+    given = {k: v for k, v in flags.items() if v is not None}
+    if "max_steps" in given and "epochs" in given:
+        raise InputError("max_steps, epochs: give one (epochs sets the steps)")
+    if "max_steps" in given:
+        values.pop("epochs", None)
+    values.update(given)
     missing = [name for name, f in FIELDS.items() if f.default is MISSING and name not in values]
     if missing:
         raise InputError(f"{missing[0]}: required")

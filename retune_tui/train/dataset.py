@@ -139,15 +139,18 @@ def changed_return(task: Task, prompt: str, completion: str, rng: Random) -> tup
     return None
 
 
-def file_examples(path: str, task: str) -> list[TextExample]:
+def file_examples(path: str, task: str, method: str | None = None) -> list[TextExample]:
     """Examples from a `retune data` JSONL (size read from the record, or from its prompt);
-    the first one's prompt must be a ``task`` prompt (a file made for another task is refused)."""
+    the first one must be a ``task`` example, and what ``method`` writes in its context (a
+    file made for another task or method is refused)."""
     the_task = None if task == "skills" else get_task(task)
     out = []
     try:
         for record in datasets.read_jsonl(path):
             if not out and the_task is not None:
                 _check_task(path, the_task, record["prompt"])
+                if method is not None:
+                    _check_method(path, the_task, get_method(method), record["prompt"], record["completion"])
             size = record.get("size") or (the_task.size(the_task.parse(record["prompt"])) if the_task else 1)
             out.append(TextExample(record["prompt"], record["completion"], int(size)))
     except OSError as exc:
@@ -165,6 +168,16 @@ def _check_task(path: str, task: Task, prompt: str) -> None:
     except ProblemParseError:
         raise InputError(f"{path} does not hold {task.name} examples (its first prompt: "
                          f"{prompt.splitlines()[0][:60]!r})") from None
+
+
+def _check_method(path: str, task: Task, method: Method, prompt: str, completion: str) -> None:
+    try:
+        writes = task.oracle(prompt, method)
+    except (BadReturn, ProblemParseError):
+        writes = None
+    if writes != completion:
+        raise InputError(f"{path} does not hold {task.name} {method} examples (its first completion is not "
+                         f"what {method} writes there; made with another --method?)")
 
 
 def write_examples(path: Path, examples: Sequence[TextExample]) -> None:

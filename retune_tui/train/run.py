@@ -160,8 +160,10 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
 
     tokenizer = load_training_tokenizer(config)
     if config.data:
-        examples = ds.file_examples(config.data, config.task)
+        examples = ds.file_examples(config.data, config.task, config.method)
+        stage_lengths = (min(ex.size for ex in examples), max(ex.size for ex in examples))
     else:
+        stage_lengths = config.train_lengths
         examples = ds.oracle_examples(config.task, config.method, config.train_lengths, config.problems,
                                       config.data_seed, config.reweight)
     if config.repeat_long:
@@ -246,7 +248,7 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
         # Re-run of a finished run: its adapter and manifest stay as they were.
         return TrainResult(out, earlier.steps, earlier.final_loss, seconds, 0, str(resume), already_done=True)
     if trainer.is_world_process_zero():
-        _save_result(trainer.model, tokenizer, config, out, state.global_step, final_loss)
+        _save_result(trainer.model, tokenizer, config, out, state.global_step, final_loss, stage_lengths)
         log.plot(out / "loss.png", title=f"{config.task} · {config.method}")
     return TrainResult(out, state.global_step, final_loss, seconds, int(state.num_input_tokens_seen or 0),
                        str(resume) if resume else None)
@@ -264,9 +266,10 @@ def _step_of(checkpoint: Path | None) -> int:
     return int(checkpoint.name.split("-")[1]) if checkpoint else 0
 
 
-def _trained_sizes(config: TrainConfig) -> tuple[int, int]:
-    """The sizes the adapter has been trained on: this run's, widened by those of the adapter it continued."""
-    lo, hi = config.train_lengths
+def _trained_sizes(config: TrainConfig, stage: tuple[int, int]) -> tuple[int, int]:
+    """The sizes the adapter has been trained on: this run's (``stage``), widened by those of
+    the adapter it continued."""
+    lo, hi = stage
     earlier = Manifest.read(config.init_adapter) if config.init_adapter else None
     if earlier is not None:
         lo, hi = min(lo, earlier.train_lengths[0]), max(hi, earlier.train_lengths[1])
@@ -283,8 +286,10 @@ def _lora_settings(model: Any) -> dict[str, Any]:
             "targets": sorted(targets) if isinstance(targets, (set, list)) else targets}
 
 
-def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, steps: int, loss: float | None) -> None:
-    """Write the adapter (or full model), tokenizer and manifest via a staging folder, then move them in."""
+def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, steps: int, loss: float | None,
+                 stage_lengths: tuple[int, int]) -> None:
+    """Write the adapter (or full model), tokenizer and manifest via a staging folder, then move
+    them in. ``stage_lengths``: the sizes this run trained on (a data file's own, when it has one)."""
     import importlib.metadata as md
 
     with staged_into(out) as staging:
@@ -309,16 +314,17 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
             base=config.base or f"random:{config.base_config}",
             base_fingerprint=config_fingerprint(base_model.config.to_dict()),
             tokenizer=config.tokenizer or config.base or "",
-            train_lengths=_trained_sizes(config),
+            train_lengths=_trained_sizes(config, stage_lengths),
             weighting={k: settings[k] for k in ("reweight", "problems", "data", "curriculum", "repeat_long",
                                                 "skills_replay", "perturbed_returns", "prompt_filler",
-                                                "position_gap", "position_stride")},
+                                                "position_gap", "position_stride")
+                       if not (config.data and k in ("reweight", "problems"))},  # the file made those choices
             lora=_lora_settings(model),
             steps=steps,
             final_loss=loss,
             versions=versions,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             extra={"full": config.full, "init_adapter": config.init_adapter,
-                   "stage_lengths": list(config.train_lengths)},
+                   "stage_lengths": list(stage_lengths)},
         )
         manifest.write(staging)

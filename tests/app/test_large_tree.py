@@ -71,6 +71,7 @@ def test_a_thousand_node_tree_holds_up(tui, app_factory, big_trace):
         print(f"  {name:32s} {seconds * 1000:8.0f} ms")
 
 
+@pytest.mark.slow
 def test_a_call_chain_deeper_than_pythons_recursion_limit_opens(tui, app_factory, tmp_path):
     import sys
 

@@ -11,6 +11,7 @@ from tiny_models import tiny_model
 from retune_tui.engine.loading import ModelSpec, load_model
 from retune_tui.errors import InputError, UserError
 from retune_tui.manifest import Manifest, config_fingerprint
+from retune_tui.tasks import Method
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,24 @@ def test_adapter_for_something_else_is_refused(saved, task, method, message):
     _, base, adapter, _, _ = saved
     with pytest.raises(InputError, match=message):
         load_model(ModelSpec(str(base), str(adapter), device="cpu"), task=task, method=method)
+
+
+def test_a_full_fine_tune_brings_its_task_and_method_and_refuses_another(saved, tmp_path):
+    import shutil
+
+    from retune_tui.solving import Backend
+
+    _, base, _, _, _ = saved
+    full = tmp_path / "full"
+    shutil.copytree(base, full)
+    assert Backend(ModelSpec(str(full))).defaults(None, None) == (None, Method.RETUNING)  # no manifest: no task
+    Manifest("skills", "retuning", "random", "", "char", (1, 40)).write(full)  # a pre-trained base: no task's
+    assert Backend(ModelSpec(str(full))).defaults(None, None) == (None, Method.RETUNING)
+    Manifest("parity", "scratchpad", "random", "", "char", (1, 21)).write(full)
+    assert Backend(ModelSpec(str(full))).defaults(None, None) == ("parity", Method.SCRATCHPAD)
+    with pytest.raises(InputError, match="model .*full was trained for task 'parity', not 'addition'"):
+        load_model(ModelSpec(str(full), device="cpu"), task="addition", method="scratchpad")
+    assert load_model(ModelSpec(str(full), device="cpu"), task="parity", method="scratchpad").manifest.task == "parity"
 
 
 def test_adapter_on_another_base_is_refused(saved, tmp_path):

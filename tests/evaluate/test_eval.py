@@ -275,3 +275,14 @@ def test_a_right_answer_off_the_oracles_path_is_said_so_where_a_trace_is_shown()
     assert detour_note(on, trace_fault(on)) is None and detour_note(off, trace_fault(off)) == note
     assert note not in trace_summary(on).plain and note in trace_summary(off).plain
     assert note in trace_markdown(off) and note not in trace_markdown(on)
+
+
+def test_adapters_of_the_same_folder_name_are_told_apart_and_one_given_twice_is_refused(tmp_path):
+    from retune_tui.errors import InputError
+    from retune_tui.evaluate import EvalConfig, adapter_labels
+
+    a, b = tmp_path / "a" / "dp", tmp_path / "b" / "dp"
+    assert adapter_labels([str(a), str(b)]) == ["a/dp", "b/dp"]
+    assert adapter_labels([str(a), str(tmp_path / "parity")]) == ["dp", "parity"]
+    with pytest.raises(InputError, match="an adapter is given twice"):
+        EvalConfig(adapters=[str(a), str(tmp_path / "a" / ".." / "a" / "dp")], base="x")

@@ -85,3 +85,11 @@ def test_a_task_itself_takes_only_ascii_digits():
     with pytest.raises(ProblemParseError):
         get_task("addition").parse("１２ + ３")
     assert ascii_text("１２ + ３") == "12 + 3" and ascii_text("x²") == "x²"
+
+
+def test_an_addition_too_long_to_convert_is_said_so_not_taken_for_no_task():
+    from retune_tui.tasks.addition import MAX_DIGITS
+
+    assert detect("9" * MAX_DIGITS + " + 1")[0].name == "addition"
+    with pytest.raises(ProblemParseError, match=f"an operand of {MAX_DIGITS + 1} digits; at most {MAX_DIGITS}"):
+        detect("1" * (MAX_DIGITS + 1) + " + 1")

@@ -175,6 +175,9 @@ def test_a_bad_output_path_is_refused_before_any_work(tmp_path, args, message):
       "parity"), "was trained for addition"),
     (("eval", "--oracle", "--task", "parity", "--methods", ","), "--methods names none"),
     (("solve", "--file", "p.txt", "--out", "a.jsonl", "--save", "b.jsonl"), "give one"),
+    (("solve", "1 + 2", "--model", "oracle", "--top-p", "0.9"), "--top-p goes with --temperature"),
+    (("eval", "--adapter", str(Path(__file__).parent.parent / "assets/adapters/addition-retuning"), "--methods",
+      "baseline"), "--methods is for --oracle or a --model alone"),
 ])
 def test_conflicting_or_impossible_options_are_one_line(args, message):
     result = invoke(*args)

@@ -32,8 +32,9 @@ def bench_memory(
         str | None, typer.Option(help="Or an architecture config.json: random weights, no download.")
     ] = None,
     tokenizer: Annotated[
-        str, typer.Option(help="Tokenizer: 'char' (a digit per token) or a path/hub name.")
-    ] = "char",
+        str | None, typer.Option(help="Tokenizer: 'char' (a digit per token) or a path/hub name "
+                                      "(default: the --base model's own, else 'char').")
+    ] = None,
     sizes: Annotated[str, typer.Option(help="Problem sizes, e.g. '15,60'.")] = "15",
     methods: Annotated[
         str, typer.Option(help="Methods to measure, comma-separated.")
@@ -58,6 +59,11 @@ def bench_memory(
 
     if (base is None) == (base_config is None):
         raise InputError("give --base (weights) or --base-config (an architecture config.json)")
+    if base is not None:
+        from retune_tui.engine.loading import check_exists
+
+        check_exists(base)  # before any work, on a CPU too (where no weights are loaded)
+    tokenizer = tokenizer or base or "char"
     method_list = [get_method(m).value for m in methods.split(",") if m.strip()]
     result = memory_benchmark(
         task,

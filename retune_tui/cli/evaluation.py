@@ -57,7 +57,8 @@ def eval_command(
     task: Annotated[str | None, typer.Option(
         "--task", "-t", help="addition, parity or dp: what the oracle or a model without a manifest solves; "
                              "with adapters, only theirs (default: every bundled adapter).")] = None,
-    methods: Annotated[str, typer.Option(help="With --oracle: methods, comma-separated.")] = "retuning",
+    methods: Annotated[str | None, typer.Option(
+        help="With --oracle, or a --model alone: methods, comma-separated [default: retuning].")] = None,
     sizes: Annotated[
         str | None, typer.Option(help="Sizes, e.g. '2-60' or '5,10,20' (default: the task's range).")
     ] = None,
@@ -125,13 +126,15 @@ def eval_command(
         from retune_tui import bundled
 
         base = bundled.base_for(adapters[0])
+    if methods is not None and not (oracle or whole_model):
+        raise InputError("--methods is for --oracle or a --model alone; an adapter solves with its own method")
     config = EvalConfig(
         adapters=adapters,
         base=base,
         whole_model=whole_model,
         oracle=oracle,
         task=task,
-        methods=[m.strip() for m in methods.split(",") if m.strip()],
+        methods=[m.strip() for m in (methods or "retuning").split(",") if m.strip()],
         sizes=_int_list(sizes, "sizes") if sizes else None,
         n=n,
         seed=seed,

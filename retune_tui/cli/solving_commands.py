@@ -67,6 +67,8 @@ def solve(
     from retune_tui.files import check_distinct, check_output
 
     limits = _limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seconds)
+    if top_p != 1.0 and temperature == 0:
+        raise InputError("--top-p goes with --temperature above 0 (greedy decoding takes the likeliest token)")
     backend = _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temperature, top_p, seed)
     if (problem is None) == (file is None):
         raise InputError("give a problem, or --file FILE with one problem a line")

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# training/bundled/gpu-stage.sh [--stage gpu|gpu2|gpu3] [NAME ...]
+# training/bundled/gpu-stage.sh [--stage gpu|gpu2|gpu3|gpu4] [NAME ...]
 # A GPU stage of the bundled adapters: every training/bundled/NAME.STAGE.toml (default
 # STAGE gpu) at once on one GPU, each in its own process, then their adapters copied into
 # assets/adapters/NAME. Stage gpu (every adapter but parity Re-Tuning) comes first, then gpu2
-# (addition and DP Re-Tuning), then gpu3 (DP Re-Tuning, on the file dp_retuning_data.py
-# writes where it is missing).
+# (addition and DP Re-Tuning), then gpu3 and gpu4 (DP Re-Tuning, each on a file
+# dp_retuning_data.py writes where it is missing).
 #
 # They share the GPU because one of them leaves it mostly idle: a step of a 1M-parameter
 # model is a few hundred tiny kernels, so a single process is bound by Python launching
@@ -24,7 +24,7 @@ cd "$(dirname "$0")/../.."
 source training/bundled/data.sh
 RETUNE=${RETUNE:-retune}
 stage=gpu
-if [ "${1:-}" = "--stage" ]; then stage=${2:?--stage needs gpu, gpu2 or gpu3}; shift 2; fi
+if [ "${1:-}" = "--stage" ]; then stage=${2:?--stage needs gpu, gpu2, gpu3 or gpu4}; shift 2; fi
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   for recipe in training/bundled/*."$stage".toml; do names+=("$(basename "$recipe" ."$stage".toml)"); done

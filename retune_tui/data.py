@@ -261,6 +261,9 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
+                    if number == 1 and line.lstrip().startswith("["):
+                        raise ValueError(f"{path} is one JSON list (`retune data --format paper`); training "
+                                         "reads JSON Lines, `retune data`'s default format") from None
                     raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
                 if not isinstance(record, dict) or "prompt" not in record or "completion" not in record:
                     raise ValueError(f"{path}:{number}: a record needs 'prompt' and 'completion'")

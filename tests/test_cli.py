@@ -170,6 +170,8 @@ def test_a_bad_output_path_is_refused_before_any_work(tmp_path, args, message):
 @pytest.mark.parametrize(("args", "message"), [
     (("data", "parity", "--problem", "1 0", "--out", "x.jsonl"), "give one of them"),
     (("data", "parity", "--problem", "1 0", "--format", "xml"), "unknown --format 'xml'"),
+    (("data", "parity", "--problem", "1 0", "--n", "5"), "--n is for a data set"),
+    (("data", "parity", "--out", "x.jsonl", "--workers", "0"), "--workers must be at least 1"),
     (("data", "parity", "--lengths", "2-5000", "--out", "x.jsonl"), "size 5000 is past the largest"),
     (("eval", "--adapter", str(Path(__file__).parent.parent / "assets/adapters/addition-retuning"), "--task",
       "parity"), "was trained for addition"),

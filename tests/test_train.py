@@ -448,6 +448,10 @@ def test_a_data_file_of_another_task_is_refused(tmp_path):
     with pytest.raises(InputError, match="does not hold addition examples"):
         ds.file_examples(str(data), "addition")
     assert ds.file_examples(str(data), "parity")
+    paper = tmp_path / "paper.json"
+    paper.write_text('[{"input": "x", "output": "y"},\n{"input": "z", "output": "w"}]\n')
+    with pytest.raises(InputError, match="one JSON list"):
+        ds.file_examples(str(paper), "parity")
     with pytest.raises(InputError, match="does not hold parity scratchpad examples"):
         ds.file_examples(str(data), "parity", "scratchpad")
     assert ds.file_examples(str(data), "parity", "retuning")

@@ -23,7 +23,7 @@ def data(
     lengths: Annotated[
         str | None, typer.Option(help="Problem sizes LO-HI (default: the paper's training sizes).")
     ] = None,
-    n: Annotated[int, typer.Option("--n", help="Number of top-level problems.")] = 1000,
+    n: Annotated[int | None, typer.Option("--n", help="Number of top-level problems [default: 1000].")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random problems.")] = 0,
     out: Annotated[Path | None, typer.Option(help="File to write (JSONL, or JSON with --format paper).")] = None,
     problem: Annotated[str | None, typer.Option(help="Print one problem's examples to stdout instead.")] = None,
@@ -47,9 +47,15 @@ def data(
 
     the_task, the_method = get_task(task), get_method(method)
     datasets.check_format(fmt)
+    if workers is not None and workers < 1:
+        raise InputError("--workers must be at least 1")
     if problem is not None:
         if out is not None:
             raise InputError("--problem prints one problem's examples; --out writes a data set: give one of them")
+        ignored = [name for name, given in (("--n", n is not None), ("--lengths", bool(lengths)),
+                                            ("--dedup", dedup), ("--workers", workers is not None)) if given]
+        if ignored:
+            raise InputError(f"{ignored[0]} is for a data set (--out); --problem prints that one problem's examples")
         examples = the_task.oracle_examples(the_task.parse(problem), the_method)
         if fmt == "paper":
             typer.echo("[" + ",\n".join(datasets.paper_record(ex) for ex in examples) + "]")
@@ -65,7 +71,7 @@ def data(
         task=the_task.name,
         method=the_method,
         lengths=datasets.parse_lengths(lengths) if lengths else the_task.train_lengths,
-        n=n,
+        n=1000 if n is None else n,
         seed=seed,
         weighting=datasets.Weighting.paper(the_task.name) if reweight else datasets.Weighting(),
     )

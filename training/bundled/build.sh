@@ -2,9 +2,9 @@
 # training/bundled/build.sh [--gpu] [NAME ...]
 # Rebuild everything in assets/: the base, then the nine adapters (evaluate them with the
 # commands in docs/results.md).
-# About 80 + 139 minutes on 2 CPU cores, and 23 more with --gpu (see README.md beside this file). Runs one job at a
+# About 80 + 139 minutes on 2 CPU cores, and 26 more with --gpu (see README.md beside this file). Runs one job at a
 # time: two trainings on 2 cores are slower together than one after the other.
-# With --gpu, the adapters' GPU stages follow (gpu-stage.sh: about 12 + 5 + 6 minutes on one
+# With --gpu, the adapters' GPU stages follow (gpu-stage.sh: about 12 + 5 + 6 + 3 minutes on one
 # GPU) for every adapter with a .gpu recipe (all but parity Re-Tuning, made on the CPU alone).
 # Addition Re-Tuning is made by its two GPU stages and a CPU stage after them (.polish), and
 # shipped as the average of the first GPU stage's adapter and the polished one (retune

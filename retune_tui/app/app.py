@@ -141,7 +141,7 @@ class RetuneApp(App[None]):
         self.last_job = job
         self._lane = None
         self._note = self._hint = ""
-        self._close_search()  # a new tree: a search of the old one would hide it unasked
+        self._close_search(refilter=False)  # a new tree: a search of the old one would hide it unasked
         self.query_one(DetailPane).show_text(WELCOME)
         timed = job.kind != "replay" or job.lanes[0].replay_speed is not None
         await self.run_view.start(job, follow=timed)
@@ -373,7 +373,9 @@ class RetuneApp(App[None]):
         self._hint = f"no node matches {term!r} (Esc clears the search)" if nothing else ""
         self.refresh_summary()
 
-    def _close_search(self) -> None:
+    def _close_search(self, refilter: bool = True) -> None:
+        """Empty and hide the search; ``refilter``: show the lanes on screen whole again (not
+        for lanes about to be replaced, which a rebuild would only slow down)."""
         search = self.query_one("#search", Input)
         if search.has_class("-visible") or search.value:
             if self._search_timer is not None:
@@ -381,7 +383,8 @@ class RetuneApp(App[None]):
             with search.prevent(Input.Changed):
                 search.value = ""
             search.remove_class("-visible")
-            self.filter_lanes("")
+            if refilter:
+                self.filter_lanes("")
 
     def action_escape(self) -> None:
         self._close_search()

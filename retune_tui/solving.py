@@ -128,7 +128,11 @@ def _nothing() -> Iterator[None]:
 def read_problems(path: Path, task: str | None) -> list[tuple[Task, Hashable]]:
     """One problem a line; blank lines and lines starting with # are skipped."""
     problems = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}); give one problem a line") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if line.strip() and not line.lstrip().startswith("#"):
             try:
                 problems.append(parse_problem(line, task))

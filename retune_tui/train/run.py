@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,7 +233,12 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
         atomic_write_text(out / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
     start = time.perf_counter()
     try:
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        with warnings.catch_warnings():
+            # peft says at every checkpoint of an adapter on lm_head that it keeps the base's
+            # lm_head too; that is what a checkpoint to resume from needs, not the user's concern
+            # (the finished adapter is saved without it, _save_result).
+            warnings.filterwarnings("ignore", message="Setting `save_embedding_layers` to `True`")
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except torch.cuda.OutOfMemoryError:
         raise UserError("out of GPU memory; lower --micro-batch (and raise --accumulation), or use "
                         "--gradient-checkpointing") from None

@@ -59,13 +59,18 @@ def segment_checks(task: Task, method: Method, node: Node) -> list[SegmentCheck]
     return checks
 
 
+def judged(checks: list[SegmentCheck]) -> list[SegmentCheck]:
+    """The checks the oracle can judge (not those past where it can follow)."""
+    return [check for check in checks if check.matches is not None]
+
+
 def node_verdict(checks: list[SegmentCheck]) -> bool | None:
     """True when every finished segment the oracle can judge matches, False when one differs,
     None when none is finished or the oracle can judge none."""
-    judged = [check.matches for check in checks if check.matches is not None]
-    if not judged:
+    known = judged(checks)
+    if not known:
         return None
-    return all(judged)
+    return all(check.matches for check in known)
 
 
 def trace_fault(trace: Trace) -> Fault | None:

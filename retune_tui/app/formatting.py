@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from retune_tui.checks import SegmentCheck, detour_note
+from retune_tui.checks import SegmentCheck, detour_note, judged
 from retune_tui.evaluate.faults import Fault
 from retune_tui.tasks.protocol import return_text
 from retune_tui.trace import DONE, ERROR, RUNNING, WAITING, Node, Trace
@@ -121,13 +121,13 @@ def detail_text(trace: Trace, node: Node, checks: list[SegmentCheck], fault: Fau
     seconds = (node.closed_at if node.closed_at is not None else now) - node.opened_at
     out = Text.assemble((f"node {node.id}", "bold"), f" · depth {node.depth} · ", (tag.strip(), tag_style), "\n",
                         f"{node.tokens} tokens · {seconds:.3f} s")
-    judged = [check for check in checks if check.matches is not None]
-    if judged:
-        good = sum(bool(check.matches) for check in judged)
-        mark, style = verdict_mark(good == len(judged))
-        out.append(f" · oracle {mark} {good}/{len(judged)} segments", style)
-    if len(judged) < len(checks):
-        out.append(f" · {len(checks) - len(judged)} past where the oracle can follow", "yellow")
+    known = judged(checks)
+    if known:
+        good = sum(bool(check.matches) for check in known)
+        mark, style = verdict_mark(good == len(known))
+        out.append(f" · oracle {mark} {good}/{len(known)} segments", style)
+    if len(known) < len(checks):
+        out.append(f" · {len(checks) - len(known)} past where the oracle can follow", "yellow")
     out.append("\n")
     out.append_text(Text.assemble(("prompt", PROMPT_STYLE), " · ", ("generated", TEXT_STYLE), " · ",
                                   ("returned", RETURN_STYLE), "\n", style="dim"))

@@ -12,6 +12,8 @@ import typer
 from retune_tui.cli import MethodOpt, OverwriteOpt, app, guarded
 from retune_tui.errors import InputError
 
+DEFAULT_N = 1000  # top-level problems of a data set when --n is not given (it is refused with --problem)
+
 # --- data -------------------------------------------------------------------------------
 
 
@@ -23,7 +25,7 @@ def data(
     lengths: Annotated[
         str | None, typer.Option(help="Problem sizes LO-HI (default: the paper's training sizes).")
     ] = None,
-    n: Annotated[int | None, typer.Option("--n", help="Number of top-level problems [default: 1000].")] = None,
+    n: Annotated[int | None, typer.Option("--n", help=f"Number of top-level problems [default: {DEFAULT_N}].")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random problems.")] = 0,
     out: Annotated[Path | None, typer.Option(help="File to write (JSONL, or JSON with --format paper).")] = None,
     problem: Annotated[str | None, typer.Option(help="Print one problem's examples to stdout instead.")] = None,
@@ -71,7 +73,7 @@ def data(
         task=the_task.name,
         method=the_method,
         lengths=datasets.parse_lengths(lengths) if lengths else the_task.train_lengths,
-        n=1000 if n is None else n,
+        n=DEFAULT_N if n is None else n,
         seed=seed,
         weighting=datasets.Weighting.paper(the_task.name) if reweight else datasets.Weighting(),
     )

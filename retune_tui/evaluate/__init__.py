@@ -12,8 +12,8 @@ from retune_tui.engine import Limits, OracleGenerator
 from retune_tui.engine.loading import ModelSpec
 from retune_tui.errors import InputError
 from retune_tui.evaluate.accuracy import RunResult, Subject, evaluate_subject, merge
-from retune_tui.manifest import Manifest
-from retune_tui.tasks import TASKS, get_method, get_task
+from retune_tui.manifest import Manifest, full_model_manifest
+from retune_tui.tasks import get_method, get_task
 from retune_tui.trace import Trace, write_events
 
 
@@ -108,13 +108,14 @@ def _whole_model_jobs(config: EvalConfig) -> tuple[str, list[str], tuple[int, in
     """The task, methods and trained sizes of a model evaluated without adapters: its
     manifest's (a full fine-tune made by `retune train --full`), else ``--task`` and
     ``--methods`` (no trained sizes)."""
-    manifest = Manifest.read(config.base) if config.base and Path(config.base).is_dir() else None
-    if manifest is not None and manifest.task in TASKS:
+    manifest = full_model_manifest(config.base) if config.base else None
+    if manifest is not None:
         if config.task not in (None, manifest.task):
             raise InputError(f"{config.base} was trained for task {manifest.task!r}, not {config.task!r}")
         return manifest.task, [manifest.method], tuple(manifest.train_lengths)
     if config.task is None:
-        made_for = f" (it was trained on {manifest.task!r})" if manifest else ""
+        other = Manifest.read(config.base) if config.base and Path(config.base).is_dir() else None  # skills
+        made_for = f" (it was trained on {other.task!r})" if other else ""
         raise InputError(f"which task should {config.base} solve{made_for}? give --task")
     return config.task, config.methods, None
 
@@ -179,7 +180,7 @@ def adapter_labels(adapters: list[str]) -> list[str]:
         labels = ["/".join(p[-depth:]) for p in parts]
         if len(set(labels)) == len(labels):
             break
-    return labels if adapters else []
+    return labels
 
 
 def _model_subject(config: EvalConfig, adapter: str, label: str, manifest: Manifest) -> Subject:

@@ -272,7 +272,6 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
 
 @pytest.mark.parametrize(("settings", "message"), [
     (dict(task="multiplication"), "task: unknown task"),
-    (dict(base=None), "base: give a base model"),
     (dict(lora_r=0), "lora_r: must be at least 1"),
     (dict(precision="fp8"), "precision: choose one of"),
     (dict(lengths=(5, 2)), "lengths: need 1 <= lo <= hi"),
@@ -292,6 +291,16 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
 def test_bad_settings_name_the_field(base, tmp_path, settings, message):
     with pytest.raises(InputError, match=message):
         quick(base, tmp_path, **settings)
+
+
+@pytest.mark.bundled
+def test_no_base_given_is_the_bundled_one(tmp_path, monkeypatch):
+    from retune_tui.bundled import base_dir
+
+    assert build_config(task="parity", out=str(tmp_path)).base == str(base_dir())
+    monkeypatch.setenv("RETUNE_ASSETS", str(tmp_path))  # an install without assets/
+    with pytest.raises(InputError, match="base: give a base model .* the bundled base is not in assets/"):
+        build_config(task="parity", out=str(tmp_path))
 
 
 def test_a_position_gap_past_the_models_positions_is_refused_before_training(base, tmp_path):
@@ -333,7 +342,8 @@ def test_cli_bad_inputs_are_one_line():
     from retune_tui.cli import app
 
     for args, message in [(["train", "chess", "--base", "x"], "unknown task"),
-                          (["train", "parity"], "give a base model"),
+                          (["train", "parity"], "give a base model"),  # tests see no assets/
+                          (["train", "parity", "--base-config", "/no/such.json"], "base_config: /no/such.json"),
                           (["train", "parity", "--base", "x", "--recipe", "/no/such.toml"], "cannot read recipe")]:
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
@@ -392,6 +402,39 @@ def test_killed_run_resumes_with_the_same_data_order(base, tmp_path):
         torch.testing.assert_close(whole[key], cut[key], rtol=1e-4, atol=1e-5)
     steps_logged = [json.loads(line)["step"] for line in (tmp_path / "cut" / "loss.jsonl").read_text().splitlines()]
     assert steps_logged == sorted(set(steps_logged)) and steps_logged[-1] == steps
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_that_the_same_command_goes_on_from(base, tmp_path):
+    """Ctrl-C after some steps, with no checkpoint due for long: the step reached is kept."""
+    steps = 60
+    subprocess.run(_train_cli(base, tmp_path / "whole", steps), check=True, capture_output=True)
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(_train_cli(base, cut, steps, ["--save-steps", "1000"]), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    while not (cut / "loss.jsonl").exists() or not (cut / "loss.jsonl").read_text().strip():
+        assert proc.poll() is None, "the run ended before its first logged step"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    step = int(err.split("interrupted at step ")[1].split()[0])
+    assert 5 <= step < steps and err.strip().endswith("the same command goes on from there")
+    assert last_checkpoint(cut / "checkpoints").name == f"checkpoint-{step}"
+    assert not (cut / "adapter_model.safetensors").exists()  # not finished: no adapter to mistake for one
+    done = subprocess.run(_train_cli(base, cut, steps), check=True, capture_output=True, text=True)
+    assert f"trained to step {steps} ({steps - step} now)" in done.stdout and "resumed from" in done.stdout
+    from safetensors.torch import load_file
+
+    whole = load_file(tmp_path / "whole" / "adapter_model.safetensors")
+    for key, value in load_file(cut / "adapter_model.safetensors").items():
+        torch.testing.assert_close(whole[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_run_past_the_steps_asked_for_is_refused(base, tmp_path):
+    train(quick(base, tmp_path / "run", max_steps=4, save_steps=4), progress=False)
+    with pytest.raises(InputError, match="already trained for 4 steps, past max_steps 2"):
+        train(quick(base, tmp_path / "run", max_steps=2, save_steps=4), progress=False)
 
 
 @pytest.mark.slow

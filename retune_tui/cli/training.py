@@ -104,8 +104,9 @@ def train(**options: Any) -> None:
         return
     resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
     loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
+    steps = f"to step {result.steps} ({result.new_steps} now)" if result.resumed_from else f"{result.steps} steps"
     typer.echo(
-        f"trained {result.steps} steps in {result.seconds:.1f}s "
+        f"trained {steps} in {result.seconds:.1f}s "
         f"({result.tokens / max(result.seconds, 1e-9):,.0f} tokens/s), final loss {loss}{resumed}; "
         f"wrote {result.out}"
     )

@@ -1,12 +1,17 @@
-"""Trainer callbacks: the loss log and its curve, a time limit, and a progress bar; and
-the learning-rate factor of a time-budgeted run."""
+"""Trainer callbacks: the loss log and its curve, a time limit, a checkpoint on Ctrl-C and a
+progress bar; and the learning-rate factor of a time-budgeted run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
+import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,7 @@ class LossLog(TrainerCallback):
         self.resume_step = resume_step
         self.last_loss: float | None = None
         self._start = time.perf_counter()
-        self._start_tokens = 0
+        self.tokens_at_start = 0
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
         if not state.is_world_process_zero:
@@ -39,7 +44,7 @@ class LossLog(TrainerCallback):
                 except (ValueError, KeyError, TypeError):
                     continue  # a line half-written when the run was killed
         self.path.write_text("".join(line + "\n" for line in kept))
-        self._start, self._start_tokens = time.perf_counter(), state.num_input_tokens_seen or 0
+        self._start, self.tokens_at_start = time.perf_counter(), state.num_input_tokens_seen or 0
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
         if state.global_step >= state.max_steps or control.should_training_stop:
@@ -51,7 +56,7 @@ class LossLog(TrainerCallback):
             return
         self.last_loss = float(logs["loss"])
         elapsed = time.perf_counter() - self._start
-        tokens = (state.num_input_tokens_seen or 0) - self._start_tokens
+        tokens = (state.num_input_tokens_seen or 0) - self.tokens_at_start
         record = {"step": state.global_step, "loss": round(self.last_loss, 6),
                   "learning_rate": logs.get("learning_rate"), "tokens": state.num_input_tokens_seen,
                   "tokens_per_s": round(tokens / elapsed, 1) if elapsed > 0 else None, "seconds": round(elapsed, 2)}
@@ -120,6 +125,43 @@ class TimeLimit(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
         spent = self.clock.spent if self.clock else time.perf_counter() - self._start
         if self.minutes is not None and spent > 60 * self.minutes:
+            control.should_training_stop = True
+            control.should_save = True
+        return control
+
+
+class StopOnInterrupt(TrainerCallback):
+    """Ctrl-C ends the run after the step in progress, with a checkpoint saved, so running the
+    same command again goes on from that step; a second Ctrl-C stops at once.
+
+    Only while `watching` (around the Trainer's loop) and only in the main thread of a
+    one-process run: processes of a distributed run could stop at different steps and wait on
+    each other for ever, so there Ctrl-C stops at once, as before.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002 - a signal handler's signature
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+        print("\nstopping after this step to save a checkpoint (Ctrl-C again stops at once)",
+              file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.requested:
             control.should_training_stop = True
             control.should_save = True
         return control

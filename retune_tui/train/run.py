@@ -9,6 +9,7 @@ copy of the base), the tokenizer, a manifest, the loss log and its curve.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from retune_tui.errors import InputError, UserError
 from retune_tui.files import STAGING_NAME, atomic_write_text, staged_into
 from retune_tui.manifest import MANIFEST_NAME, Manifest, config_fingerprint
 from retune_tui.train import dataset as ds
-from retune_tui.train.callbacks import LossLog, ProgressBar, TimeCosine, TimeLimit
+from retune_tui.train.callbacks import LossLog, ProgressBar, StopOnInterrupt, TimeCosine, TimeLimit
 from retune_tui.train.config import FIELDS, TrainConfig
 from retune_tui.train.model import build_model, load_training_tokenizer
 
@@ -35,15 +36,22 @@ CONFIG_NAME = "train_config.json"
 RESUMABLE_CHANGES = {"max_steps", "epochs", "max_minutes", "save_steps", "save_limit", "logging_steps", "out"}
 
 
+class Interrupted(UserError):
+    """Ctrl-C stopped the run, which saved a checkpoint first."""
+
+    exit_code = 130
+
+
 @dataclass
 class TrainResult:
     out: Path
-    steps: int
+    steps: int  # the run's, resumed ones included
     final_loss: float | None
-    seconds: float
-    tokens: int
+    seconds: float  # of this call
+    tokens: int  # of this call
     resumed_from: str | None
     already_done: bool = False  # the run in --out had finished; nothing was trained or rewritten
+    new_steps: int = 0  # made by this call
 
 
 def last_checkpoint(directory: Path) -> Path | None:
@@ -192,6 +200,9 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     per_step = config.micro_batch * config.accumulation * world
     if config.epochs is not None:
         config.max_steps = max(1, math.ceil(config.epochs * len(examples) / per_step))
+    if _step_of(resume) > config.max_steps:
+        raise InputError(f"{out} holds a run already trained for {_step_of(resume)} steps, past "
+                         f"max_steps {config.max_steps}; give more steps, or --restart to train it again")
     total = config.max_steps * per_step
     lengths = [len(ex.prompt) + len(ex.completion) for ex in examples]
     sampler = ds.CurriculumSampler([ex.size for ex in examples], lengths, total, seed=config.seed,
@@ -223,8 +234,10 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     )
     log = LossLog(out / "loss.jsonl", resume_step=_step_of(resume))
     lr_factor = TimeCosine(config.max_minutes, int(config.warmup)) if config.scheduler == "cosine_time" else None
-    # TimeLimit first: the log sees when it stops the run, and logs that last step
-    callbacks = [TimeLimit(config.max_minutes, lr_factor), log] + ([ProgressBar(lr_factor)] if progress else [])
+    interrupt = StopOnInterrupt()
+    # TimeLimit and StopOnInterrupt first: the log sees when they stop the run, and logs that last step
+    callbacks = [TimeLimit(config.max_minutes, lr_factor), interrupt, log]
+    callbacks += [ProgressBar(lr_factor)] if progress else []
     collator = ds.collate(tokenizer.pad_token_id, config.position_gap, config.data_seed, config.position_stride)
     trainer = ReTrainer.make(sampler, lr_factor, model=model, args=args, train_dataset=train_set,
                              data_collator=collator, callbacks=callbacks)
@@ -233,7 +246,7 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
         atomic_write_text(out / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
     start = time.perf_counter()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), interrupt.watching() if world == 1 else contextlib.nullcontext():
             # peft says at every checkpoint of an adapter on lm_head that it keeps the base's
             # lm_head too; that is what a checkpoint to resume from needs, not the user's concern
             # (the finished adapter is saved without it, _save_result).
@@ -248,6 +261,9 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
                 callback.close()
     seconds = time.perf_counter() - start
     state = trainer.state
+    if interrupt.requested:
+        raise Interrupted(f"interrupted at step {state.global_step} of {config.max_steps}, saved as a checkpoint "
+                          f"in {checkpoints}; the same command goes on from there")
     final_loss = log.last_loss
     earlier = _manifest_or_none(out) if resume is not None and state.global_step == _step_of(resume) else None
     if earlier is not None and earlier.steps == state.global_step:
@@ -256,8 +272,9 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     if trainer.is_world_process_zero():
         _save_result(trainer.model, tokenizer, config, out, state.global_step, final_loss, stage_lengths)
         log.plot(out / "loss.png", title=f"{config.task} · {config.method}")
-    return TrainResult(out, state.global_step, final_loss, seconds, int(state.num_input_tokens_seen or 0),
-                       str(resume) if resume else None)
+    tokens = int(state.num_input_tokens_seen or 0) - log.tokens_at_start
+    return TrainResult(out, state.global_step, final_loss, seconds, tokens, str(resume) if resume else None,
+                       new_steps=state.global_step - _step_of(resume))
 
 
 def _manifest_or_none(out: Path) -> Manifest | None:

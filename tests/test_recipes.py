@@ -43,3 +43,24 @@ def test_an_adapters_first_stage_is_fresh_and_a_later_one_continues_the_one_befo
     before = build_config(recipe.with_name(name + present[place - 1] + ".toml"))
     assert later.init_adapter == before.out and later.out != before.out
     assert (later.task, later.method, later.base) == (before.task, before.method, before.base)
+
+
+SHIPPED = sorted((Path(__file__).resolve().parent.parent / "assets" / "adapters").glob("*/retune.json"))
+# What a stage's examples look like: a rebuild from the recipes must train on what the shipped adapter did.
+SHAPING = ("curriculum", "repeat_long", "skills_replay", "perturbed_returns", "prompt_filler", "position_gap",
+           "position_stride")
+
+
+@pytest.mark.parametrize("manifest", SHIPPED, ids=lambda p: p.parent.name)
+def test_an_adapters_last_recipe_shapes_its_examples_as_the_shipped_adapter_was_trained(manifest):
+    import json
+
+    recorded = json.loads(manifest.read_text())["weighting"]  # {} for an average of adapters
+    folder = Path(__file__).resolve().parent.parent / "training" / "bundled"
+    name = manifest.parent.name
+    last = [s for s in STAGES if s != ".polish" and (folder / f"{name}{s}.toml").exists()][-1]
+    config = build_config(folder / f"{name}{last}.toml").to_dict()
+    for key in SHAPING:
+        if key in recorded:
+            value = list(config[key]) if isinstance(config[key], tuple) else config[key]
+            assert value == recorded[key], f"{name}{last}.toml: {key}"

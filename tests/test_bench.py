@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from tiny_models import tiny_model
 from typer.testing import CliRunner
@@ -54,3 +55,15 @@ def test_bench_memory_on_cpu_reports_sequence_lengths(tmp_path):
     missing = CliRunner().invoke(app, ["bench", "memory", "addition", "--base", str(tmp_path / "no-model"),
                                        "--device", "cpu", "--out", str(tmp_path / "n.json")])
     assert missing.exit_code == 1 and "not found" in missing.output and not (tmp_path / "n.json").exists()
+
+
+@pytest.mark.bundled
+def test_bench_memory_without_a_model_measures_the_bundled_base(tmp_path):
+    out = tmp_path / "m.json"
+    result = CliRunner().invoke(app, ["bench", "memory", "parity", "--sizes", "5", "--device", "cpu",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["base"].endswith("assets/base")
+    both = CliRunner().invoke(app, ["bench", "memory", "parity", "--base", "x", "--base-config", "y",
+                                    "--out", str(tmp_path / "b.json")])
+    assert both.exit_code == 2 and "not both" in both.output

@@ -63,8 +63,8 @@ def guarded(fn: F) -> F:
         except Exception as exc:
             if type(exc).__name__ != "OutOfMemoryError" or _debug:  # torch.cuda.OutOfMemoryError
                 raise
-            _fail("out of GPU memory: solve fewer problems at once (--batch), use a smaller model, "
-                  "or --device cpu", 1)
+            _fail("out of GPU memory: solve fewer problems at once (--batch of solve --file and eval), "
+                  "use a smaller model, or --device cpu", 1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -114,7 +114,8 @@ BaseOpt = Annotated[
 ]
 AdapterOpt = Annotated[Path | None, typer.Option(help="A LoRA adapter directory made by `retune train`.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
-DtypeOpt = Annotated[str, typer.Option(help="auto (bf16 on capable GPUs, else float32), float32, bfloat16, float16.")]
+DtypeOpt = Annotated[str, typer.Option(help="auto (the bundled model: float32; another: bf16 on capable GPUs, "
+                                                 "else float32), float32, bfloat16, float16.")]
 PickleOpt = Annotated[bool, typer.Option(help="Allow pickled .bin checkpoints (they can run code when loaded).")]
 RemoteOpt = Annotated[bool, typer.Option(help="Allow model code shipped with the checkpoint to run.")]
 

@@ -27,7 +27,8 @@ from retune_tui.errors import InputError
 @guarded
 def bench_memory(
     task: Annotated[str, typer.Argument(help="addition, parity or dp.")],
-    base: Annotated[str | None, typer.Option(help="Base model weights (a directory or hub name).")] = None,
+    base: Annotated[str | None, typer.Option(
+        help="Base model weights (a directory or hub name; default: the bundled base).")] = None,
     base_config: Annotated[
         str | None, typer.Option(help="Or an architecture config.json: random weights, no download.")
     ] = None,
@@ -57,8 +58,15 @@ def bench_memory(
     if micro_batch < 1 or lora_r < 1:
         raise InputError("--micro-batch and --lora-r must be at least 1")
 
-    if (base is None) == (base_config is None):
-        raise InputError("give --base (weights) or --base-config (an architecture config.json)")
+    if base is not None and base_config is not None:
+        raise InputError("give --base (weights) or --base-config (an architecture config.json), not both")
+    if base is None and base_config is None:
+        from retune_tui.bundled import base_dir
+
+        if base_dir() is None:
+            raise InputError("give --base (weights) or --base-config (an architecture config.json); "
+                             "the bundled base is not in assets/")
+        base = str(base_dir())
     if base is not None:
         from retune_tui.engine.loading import check_exists
 

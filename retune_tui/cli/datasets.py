@@ -25,7 +25,9 @@ def data(
     lengths: Annotated[
         str | None, typer.Option(help="Problem sizes LO-HI (default: the paper's training sizes).")
     ] = None,
-    n: Annotated[int | None, typer.Option("--n", help=f"Number of top-level problems [default: {DEFAULT_N}].")] = None,
+    n: Annotated[
+        int | None, typer.Option("--n", help=f"Number of top-level problems \\[default: {DEFAULT_N}].")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random problems.")] = 0,
     out: Annotated[Path | None, typer.Option(help="File to write (JSONL, or JSON with --format paper).")] = None,
     problem: Annotated[str | None, typer.Option(help="Print one problem's examples to stdout instead.")] = None,

@@ -58,7 +58,7 @@ def eval_command(
         "--task", "-t", help="addition, parity or dp: what the oracle or a model without a manifest solves; "
                              "with adapters, only theirs (default: every bundled adapter).")] = None,
     methods: Annotated[str | None, typer.Option(
-        help="With --oracle, or a --model alone: methods, comma-separated [default: retuning].")] = None,
+        help="With --oracle, or a --model alone: methods, comma-separated \\[default: retuning].")] = None,
     sizes: Annotated[
         str | None, typer.Option(help="Sizes, e.g. '2-60' or '5,10,20' (default: the task's range).")
     ] = None,

@@ -25,7 +25,8 @@ def _train_options() -> list:
         inspect.Parameter(
             "task",
             inspect.Parameter.KEYWORD_ONLY,
-            annotation=Annotated[str | None, typer.Argument(help="addition, parity or dp (or set in the recipe).")],
+            annotation=Annotated[str | None, typer.Argument(
+                help="addition, parity or dp; skills pre-trains a base on copying (or set in the recipe).")],
             default=None,
         )
     ]

@@ -16,13 +16,19 @@ gpu=0
 if [ "${1:-}" = "--gpu" ]; then gpu=1; shift; fi
 only=("$@")
 want() { [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" $1 "* ]]; }
-# One CPU stage of an adapter, if it has a recipe: train it, then ship it into assets/.
+# One CPU stage of an adapter, if it has a recipe: train it, then ship it into assets/ — unless
+# the shipped adapter was made by GPU stages after it and they are not run now (no --gpu): a
+# CPU-only rebuild does not replace it with a weaker one.
 cpu_stage() {
   local name=$1 stage=$2
   [ -f "training/bundled/$name$stage.toml" ] || return 0
   ensure_data "$name" "training/bundled/$name$stage.toml"
   retune train --recipe "training/bundled/$name$stage.toml" --out "runs/bundled/$name$stage"
-  training/bundled/ship.sh "$name" "runs/bundled/$name$stage" "$stage"
+  if [ $gpu -eq 0 ] && [ -f "training/bundled/$name.gpu.toml" ]; then
+    echo "runs/bundled/$name$stage is trained; assets/adapters/$name is kept (its GPU stages follow with --gpu)"
+  else
+    training/bundled/ship.sh "$name" "runs/bundled/$name$stage" "$stage"
+  fi
 }
 
 if want base; then

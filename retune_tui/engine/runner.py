@@ -149,7 +149,7 @@ class Runner:
         prompt = self.task.prompt(problem, self.method)
         self._emit(NodeOpened(tree_id, self._now(), 0, None, 0, prompt))
         tree.problems[0] = problem
-        self.generator.open((tree_id, 0), prompt, limits.max_segment_tokens)
+        self.generator.open((tree_id, 0), prompt, self._segment_budget(tree))
         return (tree_id, 0)
 
     def _advance(self, key: Key, delta, next_ready: list[Key]) -> None:
@@ -159,7 +159,7 @@ class Runner:
             self._emit(TextGenerated(tree_id, self._now(), node_id, delta.text, delta.tokens))
         tree.tokens += delta.tokens
         limits = tree.limits
-        if tree.tokens > limits.max_total_tokens:
+        if tree.tokens > limits.max_total_tokens or (delta.reason == LENGTH and tree.tokens >= limits.max_total_tokens):
             self._fail(tree, node_id, f"total-token budget of {limits.max_total_tokens} exhausted")
         elif limits.max_seconds is not None and self.clock() - tree.started > limits.max_seconds:
             self._fail(tree, node_id, f"wall-time budget of {limits.max_seconds:g}s exhausted")
@@ -171,6 +171,11 @@ class Runner:
             next_ready.append(key)
         else:
             self._end_segment(tree, node_id, next_ready)
+
+    @staticmethod
+    def _segment_budget(tree: _Tree) -> int:
+        """Tokens the next segment may write: its own limit, or what is left of the problem's."""
+        return max(0, min(tree.limits.max_segment_tokens, tree.limits.max_total_tokens - tree.tokens))
 
     def _end_segment(self, tree: _Tree, node_id: int, next_ready: list[Key]) -> None:
         node = tree.trace.nodes[node_id]
@@ -190,7 +195,7 @@ class Runner:
             return
         tree.problems[child_id] = problem
         tree.calls += 1
-        self.generator.open((tree.trace.tree, child_id), prompt, tree.limits.max_segment_tokens)
+        self.generator.open((tree.trace.tree, child_id), prompt, self._segment_budget(tree))
         next_ready.append((tree.trace.tree, child_id))
 
     def _check_call(self, tree: _Tree, parent_id: int, call: str) -> tuple[Hashable | None, str | None]:
@@ -229,7 +234,7 @@ class Runner:
             self._finish_tree(tree, answer=answer)
             return
         self._emit(ValueReturned(tree_id, self._now(), node.parent, node_id, answer))
-        self.generator.extend((tree_id, node.parent), return_text(answer), tree.limits.max_segment_tokens)
+        self.generator.extend((tree_id, node.parent), return_text(answer), self._segment_budget(tree))
         next_ready.append((tree_id, node.parent))
 
     def _fail(self, tree: _Tree, node_id: int, reason: str) -> None:

@@ -109,6 +109,7 @@ def test_depth_and_call_limits():
 def test_token_and_time_budgets():
     (bad, _), _ = run_scripted(addition_script(lambda c, s: s), limits=Limits(max_total_tokens=30))
     assert "total-token budget of 30" in error_node(bad).error
+    assert sum(node.tokens for node in bad.nodes.values()) == 30  # stopped at the budget, not a segment past it
     ticks = iter(range(10_000))
     (slow, _), _ = run_scripted(addition_script(lambda c, s: s), limits=Limits(max_seconds=5),
                                 clock=lambda: float(next(ticks)))

@@ -293,6 +293,10 @@ def test_bad_settings_name_the_field(base, tmp_path, settings, message):
         quick(base, tmp_path, **settings)
 
 
+def test_precision_takes_the_dtype_names_too(base, tmp_path):
+    assert quick(base, tmp_path, precision="float32").precision == "fp32"
+
+
 @pytest.mark.bundled
 def test_no_base_given_is_the_bundled_one(tmp_path, monkeypatch):
     from retune_tui.bundled import base_dir

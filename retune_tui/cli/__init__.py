@@ -114,8 +114,9 @@ BaseOpt = Annotated[
 ]
 AdapterOpt = Annotated[Path | None, typer.Option(help="A LoRA adapter directory made by `retune train`.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
-DtypeOpt = Annotated[str, typer.Option(help="auto (the bundled model: float32; another: bf16 on capable GPUs, "
-                                                 "else float32), float32, bfloat16, float16.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", "--precision", help=(
+    "auto (the bundled model: float32; another: bf16 on capable GPUs, else float32), float32, bfloat16, "
+    "float16 (or fp32, bf16, fp16, as train's --precision)."))]
 PickleOpt = Annotated[bool, typer.Option(help="Allow pickled .bin checkpoints (they can run code when loaded).")]
 RemoteOpt = Annotated[bool, typer.Option(help="Allow model code shipped with the checkpoint to run.")]
 

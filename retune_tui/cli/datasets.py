@@ -26,7 +26,7 @@ def data(
         str | None, typer.Option(help="Problem sizes LO-HI (default: the paper's training sizes).")
     ] = None,
     n: Annotated[
-        int | None, typer.Option("--n", help=f"Number of top-level problems \\[default: {DEFAULT_N}].")
+        int | None, typer.Option("--n", "--problems", help=f"Number of top-level problems \\[default: {DEFAULT_N}].")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random problems.")] = 0,
     out: Annotated[Path | None, typer.Option(help="File to write (JSONL, or JSON with --format paper).")] = None,

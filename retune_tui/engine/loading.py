@@ -17,6 +17,8 @@ from retune_tui.errors import InputError, UserError, first_line
 from retune_tui.manifest import Manifest, config_fingerprint, full_model_manifest
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: The names `retune train --precision` takes, accepted for the same dtypes.
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -47,6 +49,7 @@ class ModelSpec:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", DTYPE_ALIASES.get(self.dtype, self.dtype))
         if self.dtype not in DTYPES:
             raise InputError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from retune_tui.data import check_size
+from retune_tui.engine.loading import DTYPE_ALIASES
 from retune_tui.errors import InputError
 from retune_tui.tasks import METHODS, TASKS
 
@@ -65,7 +66,8 @@ class TrainConfig:
     curriculum: float = field(default=0.0, metadata={"help": "widen sizes from the shortest to all over this fraction of training (0: off)"})
     group_by_length: bool = field(default=False, metadata={"help": "batch examples of similar length: less padding, but homogeneous batches learned far slower in our small-model runs"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations to save memory"})
-    precision: str = field(default="auto", metadata={"help": "auto (bf16 on capable GPUs), bf16, fp16, fp32"})
+    precision: str = field(default="auto", metadata={"help": "auto (bf16 on capable GPUs), bf16, fp16, fp32 "
+                                                               "(or bfloat16, float16, float32)"})
     device: str = field(default="auto", metadata={"help": "auto or cpu"})
     seed: int = field(default=0, metadata={"help": "training seed (order of examples, initialisation)"})
     # bookkeeping
@@ -127,6 +129,7 @@ class TrainConfig:
             raise InputError(f"epochs: must be positive, got {self.epochs}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise InputError(f"max_minutes: must be positive, got {self.max_minutes}")
+        self.precision = {dtype: short for short, dtype in DTYPE_ALIASES.items()}.get(self.precision, self.precision)
         if self.precision not in PRECISIONS:
             raise InputError(f"precision: choose one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.scheduler not in SCHEDULERS:

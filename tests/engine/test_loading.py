@@ -125,6 +125,7 @@ def test_missing_models(spec, message):
 def test_bad_device_and_dtype():
     with pytest.raises(InputError, match="unknown dtype"):
         ModelSpec("x", dtype="float8")
+    assert ModelSpec("x", dtype="bf16").dtype == "bfloat16"  # train's --precision names work too
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available"):
             load_model(ModelSpec("x", device="cuda"))

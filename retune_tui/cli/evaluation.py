@@ -74,7 +74,9 @@ def eval_command(
     out: Annotated[Path, typer.Option(help="Results JSON.")] = Path("results.json"),
     plot: Annotated[Path | None, typer.Option(help="Accuracy plot (PNG); default next to --out.")] = None,
     failures: Annotated[
-        Path | None, typer.Option(help="Save failed traces here, --failures-per-size of each size (for retune-tui).")
+        Path | None, typer.Option(help="Save failed traces here, --failures-per-size of each size (for retune-tui), "
+                                       "and every wrong teacher-forced segment (NAME-teacher-wrong.jsonl: data "
+                                       "that retune train --data takes).")
     ] = None,
     failures_per_size: Annotated[
         int | None,
@@ -92,7 +94,7 @@ def eval_command(
     """Accuracy by problem size, in and beyond the trained sizes, and where wrong answers went wrong."""
     import time
 
-    from retune_tui.evaluate import EvalConfig, count_problems, run_eval
+    from retune_tui.evaluate import TEACHER_WRONG, EvalConfig, count_problems, run_eval
     from retune_tui.evaluate.report import write_results
     from retune_tui.files import check_distinct, check_folder, check_output
     from retune_tui.render import progress_bar
@@ -110,7 +112,7 @@ def eval_command(
         if failures.exists() and not failures.is_dir():
             raise InputError(f"--failures {failures} is a file; give a folder")
         check_folder(failures, "--failures")
-        if not overwrite and any(failures.glob("*-failures.rank*.jsonl")):
+        if not overwrite and (any(failures.glob("*-failures.rank*.jsonl")) or any(failures.glob(f"*{TEACHER_WRONG}"))):
             raise InputError(f"--failures {failures} already holds failed traces; pass --overwrite to replace them")
     if base == "oracle":
         oracle, base = True, None

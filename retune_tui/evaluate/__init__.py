@@ -3,6 +3,7 @@ where recursions break, and the teacher-forced check; `retune report` renders re
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -12,9 +13,13 @@ from retune_tui.engine import Limits, OracleGenerator
 from retune_tui.engine.loading import ModelSpec
 from retune_tui.errors import InputError
 from retune_tui.evaluate.accuracy import RunResult, Subject, evaluate_subject, merge
+from retune_tui.files import atomic_write_text
 from retune_tui.manifest import Manifest, full_model_manifest
 from retune_tui.tasks import get_method, get_task
 from retune_tui.trace import Trace, write_events
+
+#: The file ``--failures`` gets of a model's wrong teacher-forced segments (``retune train --data`` takes it).
+TEACHER_WRONG = "-teacher-wrong.jsonl"
 
 
 @dataclass
@@ -217,14 +222,20 @@ def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = No
                                             batch=config.batch, shard=(rank, world), on_done=on_done,
                                             keep_failures=config.keep_failures)
         loaded = subject.loaded
+        name = subject.label.replace("/", "-")
         if config.teacher and loaded is not None and rank == 0:
             from retune_tui.evaluate.teacher import teacher_forced
 
+            wrong: list[dict] = []
             result.teacher = teacher_forced(subject.task, subject.method, loaded.model, loaded.tokenizer, sizes,
-                                            config.teacher_n or min(config.n, 20), config.seed)
+                                            config.teacher_n or min(config.n, 20), config.seed,
+                                            keep=config.keep_failures, every_wrong=wrong)
+            if failures_dir is not None and wrong:
+                atomic_write_text(failures_dir / f"{name}{TEACHER_WRONG}",
+                                  "".join(json.dumps(record) + "\n" for record in wrong))
         if failures_dir is not None and failures:
             events = [e for trace in failures for e in trace.events]
-            write_events(failures_dir / f"{subject.label.replace('/', '-')}-failures.rank{rank}.jsonl", events)
+            write_events(failures_dir / f"{name}-failures.rank{rank}.jsonl", events)
         results.append(result)
     if world > 1:
         results = _gather(results)

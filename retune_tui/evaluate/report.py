@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,36 @@ def teacher_tables(run: RunResult) -> list[Any]:
         exact = {p["size"]: _count(p["exact"], p["total"]) for p in teacher.get("problems", [])}
         tables.append(_by_kind_table(f"{run.label}: teacher-forced segments by size of context", "size",
                                      teacher["by_size"], ("problems all exact", exact)))
+    if teacher.get("wrong"):
+        tables.append(_wrong_segments_table(run.label, teacher["wrong"]))
     return tables
+
+
+def _wrong_segments_table(label: str, wrong: list[dict[str, Any]]) -> Any:
+    """The first wrong segments of each size and kind of context: the context's first line, and
+    the oracle's segment against what the model writes, from just before they part (the model's
+    text ends with its first token that differs: past it, it would be writing on its own)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from retune_tui.evaluate.teacher import END
+
+    table = Table(title=f"{label}: teacher-forced, the first wrong segments of each size and kind of context")
+    for col in ("size", "kind", "context", "oracle", "model"):
+        table.add_column(col, justify="right" if col == "size" else "left", overflow="fold")
+    for record in wrong:
+        oracle, model = record["completion"] + END, record["predicted"]
+        parted = len(os.path.commonprefix([oracle, model]))
+        start = oracle.rfind(" ", 0, max(0, parted - 10)) + 1  # a word or two before they part
+        lead = "…" if start else ""
+        table.add_row(str(record["size"]), record["kind"], _cropped(record["prompt"].splitlines()[0], 60),
+                      Text(lead + oracle[start:parted]) + Text(_cropped(oracle[parted:], 24), "green"),
+                      Text(lead + model[start:parted]) + Text(_cropped(model[parted:], 24), "bold red"))
+    return table
+
+
+def _cropped(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _by_kind_table(title: str, key: str, rows: list[dict[str, Any]],

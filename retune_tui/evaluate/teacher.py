@@ -10,7 +10,9 @@ contexts of every problem size meet: DP Re-Tuning's 5-element dp-array combinati
 wrong 53 times in 500 (bundled adapter, 2026-11-27) among depth-1 combinations right 98.6%
 of the time. Per problem size it also counts the problems whose every context is exact:
 those greedy decoding should solve the oracle's way (batched decoding can round
-near-ties otherwise).
+near-ties otherwise). It keeps the first few wrong segments of each size and kind of
+context, with what the model writes there up to where it parts from the oracle (every one, for ``--failures``: a
+file ``retune train --data`` takes, to train on what is still wrong).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from retune_tui.evaluate.accuracy import problems_for
 from retune_tui.tasks.protocol import Method, Task, call_stop, returned_values
 
 KINDS = ("base case", "call", "combine", "answer", "scratchpad")  # the order of the report's columns
+END = "⏎end"  # where a segment's text shows its end (EOS)
 
 
 def segment_kind(method: Method, prompt: str, completion: str) -> str:
@@ -34,9 +37,10 @@ def segment_kind(method: Method, prompt: str, completion: str) -> str:
 
 
 def teacher_forced(task: Task, method: Method, model: Any, tokenizer: Any, sizes: Sequence[int], n: int, seed: int,
-                   batch: int = 64) -> dict[str, Any]:
+                   batch: int = 64, keep: int = 3, every_wrong: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Exact-segment accuracy by depth and kind and by context size and kind over the oracle
-    traces of the eval problems, and the problems of each size with every segment exact."""
+    traces of the eval problems, the problems of each size with every segment exact, and the
+    first ``keep`` wrong segments of each size and kind of context (``every_wrong`` gets all)."""
     import torch
 
     from retune_tui.train.dataset import IGNORE, collate, tokenize
@@ -48,13 +52,15 @@ def teacher_forced(task: Task, method: Method, model: Any, tokenizer: Any, sizes
             for ex in task.oracle_examples(problem, method):
                 ids, labels = tokenize(tokenizer, ex.prompt, ex.completion)
                 kind = segment_kind(method, ex.prompt, ex.completion)
-                examples.append((ids, labels, ex.depth, ex.size, kind, (size, index)))
+                examples.append((ids, labels, ex.depth, ex.size, kind, (size, index), ex))
     examples.sort(key=lambda e: len(e[0]))
     device = next(model.parameters()).device
     pad = collate(tokenizer.pad_token_id)
     by_depth: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
     by_size: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
     inexact: set[tuple[int, int]] = set()
+    kept: list[dict[str, Any]] = []
+    every_wrong = [] if every_wrong is None else every_wrong
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(examples), batch):
@@ -65,19 +71,48 @@ def teacher_forced(task: Task, method: Method, model: Any, tokenizer: Any, sizes
             predicted = logits[:, :-1].argmax(-1).cpu()  # (B, T-1): the token after each position
             target = inputs["labels"][:, 1:]
             wrong = ((predicted != target) & (target != IGNORE)).any(dim=1)
-            for (_, _, depth, context_size, kind, problem), bad in zip(chunk, wrong.tolist()):
-                for cell in (by_depth[(depth, kind)], by_size[(context_size, kind)]):
-                    cell[0] += not bad
-                    cell[1] += 1
+            for row, ((_, _, depth, context_size, kind, problem, ex), bad) in enumerate(zip(chunk, wrong.tolist())):
+                cell = by_size[(context_size, kind)]
+                for tally in (by_depth[(depth, kind)], cell):
+                    tally[0] += not bad
+                    tally[1] += 1
                 if bad:
                     inexact.add(problem)
+                    # what greedy decoding writes: the oracle's tokens up to the first it would not
+                    # choose, then its own choice there (past it, its choices follow the oracle's text)
+                    expected = target[row][target[row] != IGNORE]
+                    chosen = predicted[row][target[row] != IGNORE]
+                    parted = int((chosen != expected).nonzero()[0])
+                    written = chosen[: parted + 1].tolist()
+                    record = {"prompt": ex.prompt, "completion": ex.completion, "size": ex.size, "depth": ex.depth,
+                              "kind": kind, "predicted": _text(tokenizer, written)}
+                    every_wrong.append(record)
+                    if cell[1] - cell[0] <= keep:
+                        kept.append(record)
     rows = _rows("depth", by_depth)
     correct = sum(r["correct"] for r in rows)
     total = sum(r["total"] for r in rows)
     problems = [{"size": size, "exact": n - sum(1 for s, _ in inexact if s == size), "total": n}
                 for size in sizes]
     return {"contexts": total, "accuracy": round(correct / max(total, 1), 4), "rows": rows,
-            "by_size": _rows("size", by_size), "problems": problems}
+            "by_size": _rows("size", by_size), "problems": problems,
+            "wrong": sorted(kept, key=lambda r: (r["size"], KINDS.index(r["kind"]) if r["kind"] in KINDS else 9))}
+
+
+def _text(tokenizer: Any, ids: list[int]) -> str:
+    """What the model wrote at the completion's positions; its end (EOS) as ``⏎end``, so that a
+    segment that stops too early or too late reads as such."""
+    parts: list[str] = []
+    run: list[int] = []
+    for token in ids + [None]:
+        if token is None or token == tokenizer.eos_token_id:
+            parts.append(tokenizer.decode(run))
+            run = []
+            if token is not None:
+                parts.append(END)
+        else:
+            run.append(token)
+    return "".join(parts)
 
 
 def _rows(key: str, tally: dict[tuple[int, str], list[int]]) -> list[dict[str, Any]]:

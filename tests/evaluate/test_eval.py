@@ -230,6 +230,19 @@ def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
     (run,), _ = read_results(tmp_path / "teacher.json")
     assert [r.n for r in run.sizes] == [1] and [p["total"] for p in run.teacher["problems"]] == [4]  # 2,2: once
     assert run.teacher["contexts"] == 4  # a baseline writes one segment per problem
+    # every wrong teacher-forced segment goes with --failures, as data to train on
+    forced = runner.invoke(app, ["eval", "--model", str(full), *one, "--sizes", "2", "--teacher-n", "4",
+                                 "--failures", str(tmp_path / "forced"), "--out", str(tmp_path / "forced.json")])
+    assert forced.exit_code == 0, forced.output
+    (run,), _ = read_results(tmp_path / "forced.json")
+    wrong = 4 - run.teacher["problems"][0]["exact"]  # a random model: every one, or nearly
+    assert wrong > 0 and len(run.teacher["wrong"]) == min(3, wrong)
+    assert "the first wrong segments" in " ".join(forced.output.split())
+    from retune_tui.train.dataset import file_examples
+
+    assert len(file_examples(str(tmp_path / "forced" / "full-teacher-wrong.jsonl"), "parity", "baseline")) == wrong
+    again = runner.invoke(app, ["eval", "--model", str(full), *one, "--failures", str(tmp_path / "forced")])
+    assert again.exit_code == 2 and "already holds failed traces" in again.output
     none = runner.invoke(app, ["eval", "--model", str(full), *one, "--teacher-n", "0"])
     assert none.exit_code == 2 and "--teacher-n must be at least 1" in none.output
 

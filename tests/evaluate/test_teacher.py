@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from retune_tui.evaluate.accuracy import RunResult, problems_for  # noqa: E402
 from retune_tui.evaluate.report import teacher_tables  # noqa: E402
-from retune_tui.evaluate.teacher import segment_kind, teacher_forced  # noqa: E402
+from retune_tui.evaluate.teacher import END, _text, segment_kind, teacher_forced  # noqa: E402
 from retune_tui.tasks import get_task  # noqa: E402
 from retune_tui.tasks.protocol import Method  # noqa: E402
 from retune_tui.tokenizer import char_tokenizer  # noqa: E402
@@ -66,6 +66,32 @@ def test_tallies_by_size_of_context_and_per_problem(wrong_from):
         assert result["problems"][1]["exact"] < n
 
 
+def test_wrong_segments_are_kept_with_what_the_model_would_write():
+    task, tok = get_task("dp"), char_tokenizer()
+    every: list[dict] = []
+    result = teacher_forced(task, Method.RETUNING, Peeking(len(tok), 110), tok, [2, 4], 6, 3, keep=2,
+                            every_wrong=every)
+    wrong = sum(r["total"] - r["correct"] for r in result["by_size"])
+    assert len(every) == wrong > 0
+    kept = result["wrong"]
+    groups = {(r["size"], r["kind"]) for r in every}
+    assert len(kept) == sum(min(2, sum(1 for r in every if (r["size"], r["kind"]) == g)) for g in groups)
+    # the oracle's text up to where the model parts from it (here its first token), then the model's choice there
+    assert all(r["predicted"] == tok.decode([0]) for r in every)
+    assert [(r["size"], r["kind"]) for r in kept] == sorted((r["size"], r["kind"]) for r in kept)
+    exact = teacher_forced(task, Method.RETUNING, Peeking(len(tok), 10_000), tok, [2], 2, 3, every_wrong=every[:0])
+    assert exact["wrong"] == []
+
+
+def test_what_the_model_writes_reads_as_the_completion_where_it_is_right():
+    tok = char_tokenizer()
+    ids, labels = tokenize(tok, "What is the parity of [1]?\nSolution: ", "1")
+    written = [i for i, label in zip(ids, labels) if label != -100]
+    assert _text(tok, written) == "1" + END
+    assert _text(tok, written[:-1] + [tok.convert_tokens_to_ids("0")]) == "10"  # no end where one was due
+    assert _text(tok, [tok.eos_token_id]) == END  # an end where the oracle goes on
+
+
 def test_tables_pivot_kinds_into_columns_and_read_old_results():
     teacher = {"contexts": 5, "accuracy": 0.8,
                "rows": [{"depth": 0, "kind": "call", "correct": 2, "total": 2, "accuracy": 1.0},
@@ -85,3 +111,16 @@ def test_tables_pivot_kinds_into_columns_and_read_old_results():
     del teacher["by_size"], teacher["problems"]  # a results file written before them
     assert len(teacher_tables(run)) == 1
     assert teacher_tables(RunResult("x", "dp", "retuning", None)) == []
+
+
+def test_the_wrong_segments_table_shows_where_model_and_oracle_part():
+    wrong = [{"prompt": "Create chosen indices array: sum array [5, 5, 0], item array [0, 5, 0], can use item True\n"
+                        "Solution: ", "completion": "Call: Create chosen indices array: sum array [5, 0], item array "
+                        "[5, 0], can use item False\n", "size": 3, "depth": 1, "kind": "call",
+              "predicted": "Call: Create chosen indices array: sum array [5, 0], item array [5, 0], can use item T"}]
+    run = RunResult("dp-retuning", "dp", "retuning", (2, 5), teacher={"contexts": 1, "accuracy": 0.0, "rows": [],
+                                                                      "wrong": wrong})
+    table = teacher_tables(run)[-1]
+    assert [c.header for c in table.columns] == ["size", "kind", "context", "oracle", "model"]
+    oracle, model = (str(next(iter(table.columns[i].cells))) for i in (3, 4))
+    assert oracle == "…can use item False\n" + END and model == "…can use item T"

@@ -11,8 +11,8 @@ wrong 53 times in 500 (bundled adapter, 2026-11-27) among depth-1 combinations r
 of the time. Per problem size it also counts the problems whose every context is exact:
 those greedy decoding should solve the oracle's way (batched decoding can round
 near-ties otherwise). It keeps the first few wrong segments of each size and kind of
-context, with what the model writes there up to where it parts from the oracle (every one, for ``--failures``: a
-file ``retune train --data`` takes, to train on what is still wrong).
+context, with what the model writes there up to where it parts from the oracle (and all of
+them for ``--failures``: a file ``retune train --data`` takes, to train on what is wrong).
 """
 
 from __future__ import annotations
@@ -96,23 +96,14 @@ def teacher_forced(task: Task, method: Method, model: Any, tokenizer: Any, sizes
                 for size in sizes]
     return {"contexts": total, "accuracy": round(correct / max(total, 1), 4), "rows": rows,
             "by_size": _rows("size", by_size), "problems": problems,
-            "wrong": sorted(kept, key=lambda r: (r["size"], KINDS.index(r["kind"]) if r["kind"] in KINDS else 9))}
+            "wrong": sorted(kept, key=lambda r: (r["size"], KINDS.index(r["kind"])))}
 
 
 def _text(tokenizer: Any, ids: list[int]) -> str:
-    """What the model wrote at the completion's positions; its end (EOS) as ``⏎end``, so that a
-    segment that stops too early or too late reads as such."""
-    parts: list[str] = []
-    run: list[int] = []
-    for token in ids + [None]:
-        if token is None or token == tokenizer.eos_token_id:
-            parts.append(tokenizer.decode(run))
-            run = []
-            if token is not None:
-                parts.append(END)
-        else:
-            run.append(token)
-    return "".join(parts)
+    """The text of a segment's tokens, its end (EOS, only ever the last) as ``⏎end``: a segment
+    that stops too early or goes on too long reads as such."""
+    ends = bool(ids) and ids[-1] == tokenizer.eos_token_id
+    return tokenizer.decode(ids[:-1] if ends else ids) + (END if ends else "")
 
 
 def _rows(key: str, tally: dict[tuple[int, str], list[int]]) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ from retune_tui.tasks.protocol import call_stop, returned_values
 from retune_tui.train import dataset as ds
 
 SIZE = 5
-FILES = {"gpu3": "dp-retuning-focus.jsonl", "gpu4": "dp-retuning-faults.jsonl"}
+FILES = {"gpu3": "dp-retuning-focus.jsonl", "gpu4": "dp-retuning-faults.jsonl", "polish": "dp-retuning-ties.jsonl"}
 
 
 def is_focus(ex: ds.TextExample) -> bool:
@@ -83,6 +83,21 @@ def fault_examples(problems: int = 30000, tie_times: int = 3, combination_times:
         + [ex for ex in combinations for _ in range(combination_times - 1)]
 
 
+def tie_examples(problems: int = 30000, tie5_times: int = 20, tie_times: int = 3, combination_times: int = 8,
+                 seed: int = 87) -> list[ds.TextExample]:
+    """Oracle examples of ``problems`` problems, each tie decision on a SIZE-element array
+    ``tie5_times`` times in all, each other ``tie_times``, each SIZE-element combination
+    ``combination_times`` (every copy after the examples, in their order)."""
+    examples = ds.oracle_examples("dp", "retuning", (2, 5), problems, seed, True)
+    extra = []
+    for ex in examples:
+        if is_tie(ex):
+            extra += [ex] * ((tie5_times if ex.size == SIZE else tie_times) - 1)
+        elif is_long_combination(ex):
+            extra += [ex] * (combination_times - 1)
+    return examples + extra
+
+
 def write(path: Path, examples: list[ds.TextExample]) -> None:
     part = path.with_name(path.name + ".part")
     ds.write_examples(part, examples)
@@ -100,7 +115,7 @@ def main() -> None:
     focus.add_argument("--seed", type=int, default=61)
     focus.add_argument("--name", default=FILES["gpu3"])
     args = parser.parse_args()
-    stages = [args.stage] if args.stage else ["gpu3", "gpu4"]
+    stages = [args.stage] if args.stage else list(FILES)
     if (args.problems, args.times, args.seed, args.name) != (30000, 28, 61, FILES["gpu3"]):
         stages = ["gpu3"]  # an experiment's variant of it
     out = Path(args.folder)
@@ -114,6 +129,13 @@ def main() -> None:
         write(out / FILES["gpu4"], examples)
         print(f"tie decisions {sum(is_tie(ex) for ex in examples) / len(examples):.1%} of them, 5-element "
               f"combinations {sum(is_long_combination(ex) for ex in examples) / len(examples):.1%}")
+    if "polish" in stages:
+        examples = tie_examples()
+        write(out / FILES["polish"], examples)
+        ties5 = sum(is_tie(ex) and ex.size == SIZE for ex in examples)
+        print(f"tie decisions {sum(is_tie(ex) for ex in examples) / len(examples):.1%} of them "
+              f"({ties5 / len(examples):.1%} on 5-element arrays), 5-element combinations "
+              f"{sum(is_long_combination(ex) for ex in examples) / len(examples):.1%}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,12 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+class Stopped(UserError):
+    """Ctrl-C stopped a long job after it kept what it had made; the message says where."""
+
+    exit_code = 130  # as for any interrupt
+
+
 class InputError(UserError, ValueError):
     """Bad input: text that does not parse, an unknown name, a value out of range."""
 

@@ -22,7 +22,7 @@ from retune_tui.cli import (
     app,
     guarded,
 )
-from retune_tui.errors import InputError
+from retune_tui.errors import InputError, Stopped
 
 # --- eval / report ------------------------------------------------------------------------
 
@@ -94,7 +94,7 @@ def eval_command(
     """Accuracy by problem size, in and beyond the trained sizes, and where wrong answers went wrong."""
     import time
 
-    from retune_tui.evaluate import TEACHER_WRONG, EvalConfig, count_problems, run_eval
+    from retune_tui.evaluate import TEACHER_WRONG, EvalConfig, Interrupted, count_problems, run_eval
     from retune_tui.evaluate.report import write_results
     from retune_tui.files import check_distinct, check_folder, check_output
     from retune_tui.render import progress_bar
@@ -149,9 +149,15 @@ def eval_command(
         dtype=dtype,
     )
     start = time.perf_counter()
+    interrupted = False
     with progress_bar("evaluating") as bar:
         job = bar.add_task("eval", total=count_problems(config))
-        runs = run_eval(config, on_done=lambda trace: bar.advance(job), failures_dir=failures)
+        try:
+            runs = run_eval(config, on_done=lambda trace: bar.advance(job), failures_dir=failures)
+        except Interrupted as stop:  # Ctrl-C: what was finished is kept
+            runs, interrupted = [run for run in stop.results if run.sizes], True
+            if not runs:  # nothing finished (a batch's problems end together): nothing to write
+                raise KeyboardInterrupt from None
     if int(__import__("os").environ.get("RANK", 0)) != 0:
         return
     settings = {
@@ -162,8 +168,13 @@ def eval_command(
         "seconds": round(time.perf_counter() - start, 1),
         "limits": {k: v for k, v in vars(config.limits).items() if v is not None},
     }
+    if interrupted:
+        settings["interrupted"] = True
     write_results(out, runs, settings)
     _show_results(runs, settings, plot)
+    if interrupted:
+        finished = sum(row.n for run in runs for row in run.sizes)
+        raise Stopped(f"interrupted; wrote the results of the {finished} problems finished to {out}")
     typer.echo(f"wrote {out}")
 
 

@@ -211,11 +211,37 @@ def _whole_model_subjects(config: EvalConfig) -> Iterator[Subject]:
     _free_memory()
 
 
+class Interrupted(Exception):
+    """Ctrl-C stopped an evaluation in one process; ``results``: what was finished by then, the
+    last one ``partial`` if it was stopped part way (none if it stopped between subjects)."""
+
+    def __init__(self, results: list[RunResult]) -> None:
+        super().__init__("interrupted")
+        self.results = results
+
+
 def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = None,
              failures_dir: Path | None = None) -> list[RunResult]:
-    """Evaluate every subject; merged over processes when sharded (rank 0 gets the results)."""
+    """Evaluate every subject; merged over processes when sharded (rank 0 gets the results).
+    Ctrl-C in one process raises `Interrupted` with the results finished by then."""
     rank, world = _shard()
-    results = []
+    results: list[RunResult] = []
+    try:
+        _evaluate_subjects(config, results, rank, world, on_done, failures_dir)
+    except KeyboardInterrupt:
+        if world > 1:
+            raise
+        raise Interrupted(results) from None
+    if results and results[-1].partial:
+        raise Interrupted(results)
+    if world > 1:
+        results = _gather(results)
+    return results
+
+
+def _evaluate_subjects(config: EvalConfig, results: list[RunResult], rank: int, world: int,
+                       on_done: Callable[[Trace], None] | None, failures_dir: Path | None) -> None:
+    """Each subject's result into ``results`` as it is finished (a partial one stops the run)."""
     for subject in _subjects(config):
         sizes = config.sizes or list(range(subject.task.eval_lengths[0], subject.task.eval_lengths[1] + 1))
         result, failures = evaluate_subject(subject, sizes, config.n, config.seed, limits=config.limits,
@@ -223,13 +249,18 @@ def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = No
                                             keep_failures=config.keep_failures)
         loaded = subject.loaded
         name = subject.label.replace("/", "-")
-        if config.teacher and loaded is not None and rank == 0:
+        if config.teacher and loaded is not None and rank == 0 and not result.partial:
             from retune_tui.evaluate.teacher import teacher_forced
 
             wrong: list[dict] = []
-            result.teacher = teacher_forced(subject.task, subject.method, loaded.model, loaded.tokenizer, sizes,
-                                            config.teacher_n or min(config.n, 20), config.seed,
-                                            keep=config.keep_failures, every_wrong=wrong)
+            try:
+                result.teacher = teacher_forced(subject.task, subject.method, loaded.model, loaded.tokenizer, sizes,
+                                                config.teacher_n or min(config.n, 20), config.seed,
+                                                keep=config.keep_failures, every_wrong=wrong)
+            except KeyboardInterrupt:
+                if world > 1:
+                    raise
+                result.partial = True  # every problem solved; the teacher-forced check stopped
             if failures_dir is not None and wrong:
                 atomic_write_text(failures_dir / f"{name}{TEACHER_WRONG}",
                                   "".join(json.dumps(record) + "\n" for record in wrong))
@@ -237,9 +268,8 @@ def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = No
             events = [e for trace in failures for e in trace.events]
             write_events(failures_dir / f"{name}-failures.rank{rank}.jsonl", events)
         results.append(result)
-    if world > 1:
-        results = _gather(results)
-    return results
+        if result.partial:
+            return
 
 
 def _gather(results: list[RunResult]) -> list[RunResult]:

@@ -67,6 +67,7 @@ class RunResult:
     faults: list[dict[str, Any]] = field(default_factory=list)  # {size, depth, kind, count}
     detours: list[dict[str, Any]] = field(default_factory=list)  # the same, for right answers off the oracle's path
     teacher: dict[str, Any] | None = None
+    partial: bool = False  # Ctrl-C stopped it: the problems finished by then
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -82,7 +83,7 @@ class RunResult:
         sizes = [SizeResult(**{k: v for k, v in row.items() if k != "accuracy"}) for row in data["sizes"]]
         trained = tuple(data["trained"]) if data.get("trained") else None
         return cls(data["label"], data["task"], data["method"], trained, sizes, data.get("faults", []),
-                   data.get("detours", []), data.get("teacher"))
+                   data.get("detours", []), data.get("teacher"), data.get("partial", False))
 
 
 def problems_for(task: Task, size: int, n: int, seed: int) -> list[Hashable]:
@@ -92,17 +93,26 @@ def problems_for(task: Task, size: int, n: int, seed: int) -> list[Hashable]:
 
 
 def solve_all(subject: Subject, problems: list[Hashable], limits: Limits, batch: int,
-              on_done: Callable[[Trace], None] | None = None) -> list[Trace]:
-    """Solve problems in batches of ``batch`` with one generator."""
+              on_done: Callable[[Trace], None] | None = None, keep_partial: bool = False) -> tuple[list[Trace], bool]:
+    """Solve problems in batches of ``batch`` with one generator: their traces (``trace.tree``
+    is the problem's index), and whether Ctrl-C stopped it (``keep_partial``: then the traces
+    are those of the problems finished by then; else it stops as always)."""
     generator = subject.make_generator()
     traces: list[Trace] = []
-    for start in range(0, len(problems), batch):
-        runner = Runner(subject.task, subject.method, generator, limits)
-        for event in runner.events(problems[start : start + batch], first_tree=start):
-            if on_done is not None and event.kind == "run_finished":
-                on_done(runner.trace(event.tree))
-        traces += runner.traces
-    return traces
+    runner = None
+    try:
+        for start in range(0, len(problems), batch):
+            runner = Runner(subject.task, subject.method, generator, limits)
+            for event in runner.events(problems[start : start + batch], first_tree=start):
+                if on_done is not None and event.kind == "run_finished":
+                    on_done(runner.trace(event.tree))
+            traces += runner.traces
+            runner = None
+    except KeyboardInterrupt:
+        if not keep_partial:
+            raise
+        return traces + [t for t in (runner.traces if runner else []) if t.finished], True
+    return traces, False
 
 
 def evaluate_subject(subject: Subject, sizes: Sequence[int], n: int, seed: int, *, limits: Limits | None = None,
@@ -111,21 +121,24 @@ def evaluate_subject(subject: Subject, sizes: Sequence[int], n: int, seed: int, 
                      keep_failures: int = 0) -> tuple[RunResult, list[Trace]]:
     """Accuracy per size (right, and right the oracle's way), where answers left the oracle's path, a few failures.
 
-    ``shard`` = (rank, world) evaluates every world-th problem, for several processes.
+    ``shard`` = (rank, world) evaluates every world-th problem, for several processes. Ctrl-C
+    in one process gives the result of the problems finished by then (``partial``).
     """
     rank, world = shard
     keyed = [(size, p) for size in sizes for p in problems_for(subject.task, size, n, seed)][rank::world]
     start = time.perf_counter()
-    traces = solve_all(subject, [p for _, p in keyed], limits or Limits(), batch, on_done)
+    traces, stopped = solve_all(subject, [p for _, p in keyed], limits or Limits(), batch, on_done,
+                                keep_partial=world == 1)
     seconds = time.perf_counter() - start
-    result = RunResult(subject.label, subject.task.name, subject.method.value, subject.trained)
+    result = RunResult(subject.label, subject.task.name, subject.method.value, subject.trained, partial=stopped)
     faults: Counter[tuple[int, int, str]] = Counter()
     detours: Counter[tuple[int, int, str]] = Counter()
     failures: list[Trace] = []
     kept: Counter[int] = Counter()
     per_size: dict[int, SizeResult] = {}
     lo, hi = subject.trained or (None, None)
-    for (size, _), trace in zip(keyed, traces):
+    for trace in traces:
+        size = keyed[trace.tree][0]
         row = per_size.setdefault(size, SizeResult(size, 0, 0, None if lo is None else lo <= size <= hi, faithful=0))
         row.n += 1
         row.tokens += trace.finished.tokens if trace.finished else 0
@@ -142,7 +155,7 @@ def evaluate_subject(subject: Subject, sizes: Sequence[int], n: int, seed: int, 
             kept[size] += 1
             failures.append(trace)
     for row in per_size.values():
-        row.seconds = round(seconds * row.n / max(len(keyed), 1), 4)
+        row.seconds = round(seconds * row.n / max(len(traces), 1), 4)
     result.sizes = [per_size[s] for s in sorted(per_size)]
     result.faults = _counted(faults)
     result.detours = _counted(detours)

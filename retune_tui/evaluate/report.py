@@ -50,7 +50,8 @@ def accuracy_tables(runs: list[RunResult]) -> list[Any]:
         table = Table(title=f"{task}: accuracy by size (• trained size)")
         table.add_column("size", justify="right")
         for run in task_runs:
-            table.add_column(f"{run.label}\n{run.method}", justify="right")
+            table.add_column(f"{run.label}\n{run.method}" + ("\n[magenta]interrupted[/magenta]" if run.partial else ""),
+                             justify="right")
         sizes = sorted({row.size for run in task_runs for row in run.sizes})
         for size in sizes:
             cells = []
@@ -64,6 +65,8 @@ def accuracy_tables(runs: list[RunResult]) -> list[Any]:
                 cell = f"[{style}]{100 * row.accuracy:5.1f}%[/{style}] {mark}"
                 if _off_path(row):
                     cell += f"\n[dim]oracle's way {100 * row.faithful_rate:5.1f}%[/dim]"
+                if run.partial:
+                    cell += f"\n[dim]of {row.n}[/dim]"  # the problems finished before it was stopped
                 cells.append(cell)
             table.add_row(str(size), *cells)
         tables.append(table)

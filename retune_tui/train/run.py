@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from retune_tui.engine.hf import base_model_of, max_positions
-from retune_tui.errors import InputError, UserError
+from retune_tui.errors import InputError, Stopped, UserError
 from retune_tui.files import STAGING_NAME, atomic_write_text, staged_into
 from retune_tui.manifest import MANIFEST_NAME, Manifest, config_fingerprint
 from retune_tui.train import dataset as ds
@@ -34,12 +34,6 @@ from retune_tui.train.model import build_model, load_training_tokenizer
 CONFIG_NAME = "train_config.json"
 # Settings a resumed run may change (how long it runs, how it reports), unlike what it learns.
 RESUMABLE_CHANGES = {"max_steps", "epochs", "max_minutes", "save_steps", "save_limit", "logging_steps", "out"}
-
-
-class Interrupted(UserError):
-    """Ctrl-C stopped the run, which saved a checkpoint first."""
-
-    exit_code = 130
 
 
 @dataclass
@@ -262,7 +256,7 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     seconds = time.perf_counter() - start
     state = trainer.state
     if interrupt.requested:
-        raise Interrupted(f"interrupted at step {state.global_step} of {config.max_steps}, saved as a checkpoint "
+        raise Stopped(f"interrupted at step {state.global_step} of {config.max_steps}, saved as a checkpoint "
                           f"in {checkpoints}; the same command goes on from there")
     final_loss = log.last_loss
     earlier = _manifest_or_none(out) if resume is not None and state.global_step == _step_of(resume) else None

@@ -299,3 +299,46 @@ def test_adapters_of_the_same_folder_name_are_told_apart_and_one_given_twice_is_
     assert adapter_labels([str(a), str(tmp_path / "parity")]) == ["dp", "parity"]
     with pytest.raises(InputError, match="an adapter is given twice"):
         EvalConfig(adapters=[str(a), str(tmp_path / "a" / ".." / "a" / "dp")], base="x")
+
+
+def test_ctrl_c_keeps_the_problems_finished_by_then():
+    from retune_tui.evaluate import EvalConfig, Interrupted, run_eval
+
+    seen = []
+
+    def stop_at_the_seventh(trace):
+        seen.append(trace)
+        if len(seen) == 7:
+            raise KeyboardInterrupt
+
+    config = EvalConfig(oracle=True, task="parity", sizes=[2, 3], n=5, teacher=False, batch=4)
+    with pytest.raises(Interrupted) as stop:
+        run_eval(config, on_done=stop_at_the_seventh)
+    (result,) = stop.value.results
+    assert result.partial and 7 <= sum(r.n for r in result.sizes) < 10
+    assert all(r.correct == r.n for r in result.sizes)  # the oracle: every finished problem right
+    assert RunResult.from_json(result.to_json()).partial
+
+
+def test_an_interrupted_eval_writes_what_was_finished_and_exits_130(tmp_path, monkeypatch):
+    import retune_tui.evaluate as evaluate
+    from retune_tui.evaluate.accuracy import SizeResult
+
+    finished = [RunResult("oracle", "parity", "retuning", (1, 21), [SizeResult(2, 5, 5, True, faithful=5)],
+                          partial=True)]
+
+    def stopped(config, **kwargs):
+        raise evaluate.Interrupted(finished)
+
+    monkeypatch.setattr(evaluate, "run_eval", stopped)
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(app, ["eval", "--oracle", "--task", "parity", "--sizes", "2", "--out", str(out)])
+    assert result.exit_code == 130
+    assert "interrupted; wrote the results of the 5 problems finished to" in " ".join(result.output.split())
+    assert "interrupted" in result.output.split("error:")[0]  # the table says so too
+    runs, settings = read_results(out)
+    assert settings["interrupted"] and runs[0].partial and runs[0].sizes[0].n == 5
+    finished[:] = [RunResult("oracle", "parity", "retuning", (1, 21), [], partial=True)]  # none finished yet
+    none = CliRunner().invoke(app, ["eval", "--oracle", "--task", "parity", "--out", str(tmp_path / "none.json")])
+    assert none.exit_code == 130 and none.output.strip() == "error: interrupted"
+    assert not (tmp_path / "none.json").exists()

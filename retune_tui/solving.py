@@ -10,7 +10,7 @@ from pathlib import Path
 
 from retune_tui.engine import Generator, Limits, OracleGenerator, Runner
 from retune_tui.engine.loading import ModelSpec
-from retune_tui.errors import InputError, UserError
+from retune_tui.errors import InputError, Stopped, UserError
 from retune_tui.manifest import Manifest, full_model_manifest
 from retune_tui.tasks import Task, get_method, parse_problem
 from retune_tui.tasks.protocol import Method
@@ -146,7 +146,7 @@ def read_problems(path: Path, task: str | None) -> list[tuple[Task, Hashable]]:
 def solve_file(path: Path, out: Path | None, *, task: str | None, method: str | None, backend: Backend,
                limits: Limits) -> list[Trace]:
     """Solve every problem of a file, batched per task, with a progress bar; trace N is the
-    file's Nth problem, whatever its task."""
+    file's Nth problem, whatever its task. Ctrl-C keeps (and writes) the problems finished by then."""
     import dataclasses
 
     from rich.console import Console
@@ -163,25 +163,39 @@ def solve_file(path: Path, out: Path | None, *, task: str | None, method: str | 
         group[2].append(index)
     events: list[Event] = []
     traces: list[Trace] = []
+    interrupted = False
     start = time.perf_counter()
     with progress_bar("solving") as bar:
         job = bar.add_task("solve", total=len(problems))
-        for the_task, group, indices in by_task.values():
-            runner = Runner(the_task, the_method, backend.generator(the_task, the_method, batched=True), limits)
-            for event in runner.events(group):
-                events.append(dataclasses.replace(event, tree=indices[event.tree]))
-                if isinstance(event, RunFinished):
-                    bar.advance(job)
-            for trace in runner.traces:
-                trace.tree = indices[trace.tree]
-            traces += runner.traces
+        try:
+            for the_task, group, indices in by_task.values():
+                runner = Runner(the_task, the_method, backend.generator(the_task, the_method, batched=True), limits)
+                try:
+                    for event in runner.events(group):
+                        events.append(dataclasses.replace(event, tree=indices[event.tree]))
+                        if isinstance(event, RunFinished):
+                            bar.advance(job)
+                finally:  # numbered as in the file, also when Ctrl-C stops it part way
+                    for trace in runner.traces:
+                        trace.tree = indices[trace.tree]
+                    traces += runner.traces
+        except KeyboardInterrupt:
+            interrupted = True
+            done = {e.tree for e in events if isinstance(e, RunFinished)}  # whole in the stream so far
+            traces = [t for t in traces if t.tree in done]
+            events = [e for e in events if e.tree in done]
+            if not traces:
+                raise
     traces.sort(key=lambda trace: trace.tree)
     seconds = time.perf_counter() - start
     correct = sum(bool(t.finished and t.finished.correct) for t in traces)
     console = Console()
     console.print(f"{correct}/{len(traces)} correct ({100 * correct / len(traces):.1f}%) "
-                  f"in {seconds:.2f}s ({len(traces) / seconds:.1f} problems/s)")
+                  f"in {seconds:.2f}s ({len(traces) / seconds:.1f} problems/s)"
+                  + (f", of the {len(traces)} of {len(problems)} finished before Ctrl-C" if interrupted else ""))
     if out is not None:
         write_events(out, events)
         console.print(f"[dim]wrote {len(traces)} traces to {out}[/dim]")
+    if interrupted:
+        raise Stopped("interrupted" + (f"; wrote the {len(traces)} problems finished to {out}" if out else ""))
     return traces

@@ -99,6 +99,41 @@ def test_solve_file_batched(tmp_path):
     assert by_tree == {0: "12 + 34", 1: "[1, 0, 1]", 2: "[3, -2, 5]", 3: "999 + 001"}
 
 
+def test_ctrl_c_in_solve_file_writes_the_problems_finished(tmp_path, monkeypatch):
+    import retune_tui.render as render
+
+    class StopsAtTheFifth:
+        def __init__(self, label):
+            self.done = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def add_task(self, *args, **kwargs):
+            return 0
+
+        def advance(self, job):
+            self.done += 1
+            if self.done == 5:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(render, "progress_bar", StopsAtTheFifth)
+    problems = tmp_path / "p.txt"
+    problems.write_text("".join(f"{a} + {a + 7}\n1 0 1 {a % 2}\n" for a in range(10, 30)))
+    out = tmp_path / "traces.jsonl"
+    result = invoke("solve", "--file", str(problems), "--out", str(out), "--model", "oracle")
+    assert result.exit_code == 130, result.output
+    finished = int(result.output.split("wrote the ")[1].split()[0])
+    assert 5 <= finished < 40 and f"of the {finished} of 40 finished before Ctrl-C" in " ".join(result.output.split())
+    shown = json.loads(invoke("trace", "show", str(out), "--json").output)
+    assert len(shown) == finished and all(t["correct"] for t in shown)  # whole traces only, numbered as in the file
+    lines = problems.read_text().splitlines()
+    assert all(t["problem"].replace("[", "").replace("]", "").replace(",", "") == lines[t["tree"]] for t in shown)
+
+
 def test_bad_line_in_problem_file(tmp_path):
     problems = tmp_path / "p.txt"
     problems.write_text("12 + 34\nbanana\n")

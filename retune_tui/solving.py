@@ -144,9 +144,9 @@ def read_problems(path: Path, task: str | None) -> list[tuple[Task, Hashable]]:
 
 
 def solve_file(path: Path, out: Path | None, *, task: str | None, method: str | None, backend: Backend,
-               limits: Limits) -> list[Trace]:
-    """Solve every problem of a file, batched per task, with a progress bar; trace N is the
-    file's Nth problem, whatever its task. Ctrl-C keeps (and writes) the problems finished by then."""
+               limits: Limits, batch: int = 256) -> list[Trace]:
+    """Solve every problem of a file, ``batch`` at a time per task, with a progress bar; trace N
+    is the file's Nth problem, whatever its task. Ctrl-C keeps (and writes) the problems finished by then."""
     import dataclasses
 
     from rich.console import Console
@@ -169,16 +169,18 @@ def solve_file(path: Path, out: Path | None, *, task: str | None, method: str | 
         job = bar.add_task("solve", total=len(problems))
         try:
             for the_task, group, indices in by_task.values():
-                runner = Runner(the_task, the_method, backend.generator(the_task, the_method, batched=True), limits)
-                try:
-                    for event in runner.events(group):
-                        events.append(dataclasses.replace(event, tree=indices[event.tree]))
-                        if isinstance(event, RunFinished):
-                            bar.advance(job)
-                finally:  # numbered as in the file, also when Ctrl-C stops it part way
-                    for trace in runner.traces:
-                        trace.tree = indices[trace.tree]
-                    traces += runner.traces
+                generator = backend.generator(the_task, the_method, batched=True)
+                for start in range(0, len(group), batch):
+                    runner = Runner(the_task, the_method, generator, limits)
+                    try:
+                        for event in runner.events(group[start : start + batch], first_tree=start):
+                            events.append(dataclasses.replace(event, tree=indices[event.tree]))
+                            if isinstance(event, RunFinished):
+                                bar.advance(job)
+                    finally:  # numbered as in the file, also when Ctrl-C stops it part way
+                        for trace in runner.traces:
+                            trace.tree = indices[trace.tree]
+                        traces += runner.traces
         except KeyboardInterrupt:
             interrupted = True
             done = {e.tree for e in events if isinstance(e, RunFinished)}  # whole in the stream so far

@@ -51,6 +51,8 @@ def test_solve_every_method(method):
     (("bench", "inference", "--sizes", "0,5"), "bad sizes"),
     (("solve", "1 + 2", "--out", "x.jsonl", "--model", "oracle"), "--out goes with --file"),
     (("solve",), "give a problem"),
+    (("solve", "1 + 2", "--batch", "4", "--model", "oracle"), "--batch goes with --file"),
+    (("solve", "--file", "p.txt", "--batch", "0", "--model", "oracle"), "--batch must be at least 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = invoke(*args)
@@ -97,6 +99,10 @@ def test_solve_file_batched(tmp_path):
     shown = json.loads(invoke("trace", "show", str(out), "--json").output)
     by_tree = {t["tree"]: t["problem"] for t in shown}  # trace N is the file's Nth problem, tasks mixed
     assert by_tree == {0: "12 + 34", 1: "[1, 0, 1]", 2: "[3, -2, 5]", 3: "999 + 001"}
+    one_by_one = invoke("solve", "--file", str(problems), "--out", str(out), "--model", "oracle", "--overwrite",
+                        "--batch", "1")
+    assert one_by_one.exit_code == 0 and "4/4 correct" in one_by_one.output
+    assert {t["tree"]: t["problem"] for t in json.loads(invoke("trace", "show", str(out), "--json").output)} == by_tree
 
 
 def test_ctrl_c_in_solve_file_writes_the_problems_finished(tmp_path, monkeypatch):

@@ -47,6 +47,7 @@ def solve(
     adapter: AdapterOpt = None,
     file: Annotated[Path | None, typer.Option(help="Solve every problem in this file (one a line), batched.")] = None,
     out: Annotated[Path | None, typer.Option(help="With --file: write all traces here (JSONL).")] = None,
+    batch: Annotated[int | None, typer.Option(help="With --file: problems solved together \\[default: 256].")] = None,
     save: Annotated[Path | None, typer.Option(help="Save the trace (JSONL events) to this file.")] = None,
     temperature: Annotated[float, typer.Option(help="0 decodes greedily; above 0 samples.")] = 0.0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling threshold (with --temperature).")] = 1.0,
@@ -74,13 +75,16 @@ def solve(
         raise InputError("give a problem, or --file FILE with one problem a line")
     if out is not None and file is None:
         raise InputError("--out goes with --file; to keep one problem's trace use --save")
+    if batch is not None and (file is None or batch < 1):
+        raise InputError("--batch goes with --file" if file is None else "--batch must be at least 1")
     if file is not None and out is not None and save is not None:
         raise InputError("--out and --save both name the traces' file; give one")
     check_output(out, overwrite=overwrite)
     check_output(save, overwrite=overwrite, option="--save")
     check_distinct({"out": out, "save": save}, inputs=[file] if file is not None else [])
     if file is not None:
-        solving.solve_file(file, out or save, task=task, method=method, backend=backend, limits=limits)
+        solving.solve_file(file, out or save, task=task, method=method, backend=backend, limits=limits,
+                           batch=batch or 256)
     else:
         solving.solve_one(problem, save, task=task, method=method, backend=backend, limits=limits)
 

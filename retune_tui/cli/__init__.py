@@ -63,7 +63,7 @@ def guarded(fn: F) -> F:
         except Exception as exc:
             if type(exc).__name__ != "OutOfMemoryError" or _debug:  # torch.cuda.OutOfMemoryError
                 raise
-            _fail("out of GPU memory: solve fewer problems at once (eval's --batch, or a shorter solve --file), "
+            _fail("out of GPU memory: solve fewer problems at once (--batch of eval and solve --file), "
                   "use a smaller model, or --device cpu", 1)
 
     return wrapper  # type: ignore[return-value]

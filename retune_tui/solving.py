@@ -170,10 +170,10 @@ def solve_file(path: Path, out: Path | None, *, task: str | None, method: str | 
         try:
             for the_task, group, indices in by_task.values():
                 generator = backend.generator(the_task, the_method, batched=True)
-                for start in range(0, len(group), batch):
+                for first in range(0, len(group), batch):
                     runner = Runner(the_task, the_method, generator, limits)
                     try:
-                        for event in runner.events(group[start : start + batch], first_tree=start):
+                        for event in runner.events(group[first : first + batch], first_tree=first):
                             events.append(dataclasses.replace(event, tree=indices[event.tree]))
                             if isinstance(event, RunFinished):
                                 bar.advance(job)

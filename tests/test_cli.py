@@ -102,6 +102,8 @@ def test_solve_file_batched(tmp_path):
     one_by_one = invoke("solve", "--file", str(problems), "--out", str(out), "--model", "oracle", "--overwrite",
                         "--batch", "1")
     assert one_by_one.exit_code == 0 and "4/4 correct" in one_by_one.output
+    seconds = float(one_by_one.output.split(" in ")[1].split("s")[0])
+    assert 0 <= seconds < 60  # the time it took (not the clock's reading)
     assert {t["tree"]: t["problem"] for t in json.loads(invoke("trace", "show", str(out), "--json").output)} == by_tree
 
 

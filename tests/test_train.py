@@ -307,6 +307,16 @@ def test_no_base_given_is_the_bundled_one(tmp_path, monkeypatch):
         build_config(task="parity", out=str(tmp_path))
 
 
+def test_a_continued_adapter_keeps_its_own_base_when_none_is_given(tmp_path):
+    from retune_tui.manifest import Manifest
+
+    (tmp_path / "other-base").mkdir()
+    Manifest(task="parity", method="retuning", base=str(tmp_path / "other-base"), base_fingerprint="",
+             tokenizer="char", train_lengths=(1, 4)).write(tmp_path / "first")
+    config = build_config(task="parity", out=str(tmp_path / "second"), init_adapter=str(tmp_path / "first"))
+    assert config.base == str(tmp_path / "other-base")
+
+
 def test_a_position_gap_past_the_models_positions_is_refused_before_training(base, tmp_path):
     with pytest.raises(InputError, match="position_gap, position_stride: the longest example"):
         train(quick(base, tmp_path / "gap", position_gap=100_000), progress=False)
@@ -433,6 +443,39 @@ def test_ctrl_c_saves_a_checkpoint_that_the_same_command_goes_on_from(base, tmp_
     whole = load_file(tmp_path / "whole" / "adapter_model.safetensors")
     for key, value in load_file(cut / "adapter_model.safetensors").items():
         torch.testing.assert_close(whole[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_stop_asked_for_at_the_last_step_is_a_finished_run(base, tmp_path, monkeypatch):
+    import retune_tui.train.run as run
+    from retune_tui.errors import Stopped
+
+    class AskedAtOnce(run.StopOnInterrupt):  # as if Ctrl-C came during the first step
+        def __init__(self):
+            super().__init__()
+            self.requested = True
+
+    monkeypatch.setattr(run, "StopOnInterrupt", AskedAtOnce)
+    done = train(quick(base, tmp_path / "one", max_steps=1, save_steps=100), progress=False)
+    assert done.steps == 1 and (tmp_path / "one" / "adapter_model.safetensors").exists()
+    with pytest.raises(Stopped, match="interrupted at step 1 of 3"):
+        train(quick(base, tmp_path / "three", max_steps=3, save_steps=100), restart=True, progress=False)
+    assert last_checkpoint(tmp_path / "three" / "checkpoints").name == "checkpoint-1"
+
+
+def test_an_ignored_ctrl_c_stays_ignored():
+    import signal
+
+    from retune_tui.train.callbacks import StopOnInterrupt
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job's
+    try:
+        with StopOnInterrupt().watching():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    with StopOnInterrupt().watching():
+        assert signal.getsignal(signal.SIGINT) is not before
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_a_run_past_the_steps_asked_for_is_refused(base, tmp_path):

@@ -30,6 +30,7 @@ class LossLog(TrainerCallback):
         self.tokens_at_start = 0
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        self._start, self.tokens_at_start = time.perf_counter(), state.num_input_tokens_seen or 0
         if not state.is_world_process_zero:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,6 @@ class LossLog(TrainerCallback):
                 except (ValueError, KeyError, TypeError):
                     continue  # a line half-written when the run was killed
         self.path.write_text("".join(line + "\n" for line in kept))
-        self._start, self.tokens_at_start = time.perf_counter(), state.num_input_tokens_seen or 0
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
         if state.global_step >= state.max_steps or control.should_training_stop:
@@ -117,6 +117,7 @@ class TimeLimit(TrainerCallback):
     def __init__(self, minutes: float | None, clock: TimeCosine | None = None) -> None:
         self.minutes = minutes
         self.clock = clock
+        self.reached = False  # the run has had its minutes
         self._start = time.perf_counter()
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
@@ -125,6 +126,7 @@ class TimeLimit(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
         spent = self.clock.spent if self.clock else time.perf_counter() - self._start
         if self.minutes is not None and spent > 60 * self.minutes:
+            self.reached = True
             control.should_training_stop = True
             control.should_save = True
         return control
@@ -134,9 +136,10 @@ class StopOnInterrupt(TrainerCallback):
     """Ctrl-C ends the run after the step in progress, with a checkpoint saved, so running the
     same command again goes on from that step; a second Ctrl-C stops at once.
 
-    Only while `watching` (around the Trainer's loop) and only in the main thread of a
-    one-process run: processes of a distributed run could stop at different steps and wait on
-    each other for ever, so there Ctrl-C stops at once, as before.
+    Only while `watching` (around the Trainer's loop), only in the main thread of a one-process
+    run (processes of a distributed run could stop at different steps and wait on each other
+    for ever, so there Ctrl-C stops at once, as before), and only where SIGINT is Python's to
+    handle (a background job that ignores it goes on ignoring it).
     """
 
     def __init__(self) -> None:
@@ -151,7 +154,8 @@ class StopOnInterrupt(TrainerCallback):
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
+                signal.SIG_IGN, None):
             yield
             return
         self._previous = signal.signal(signal.SIGINT, self._handle)

@@ -29,7 +29,7 @@ class TrainConfig:
     task: str = field(metadata={"help": "addition, parity or dp; or 'skills' to pre-train a base on copying"})
     method: str = field(default="retuning", metadata={"help": "baseline, scratchpad or retuning"})
     base: str | None = field(default=None, metadata={"help": "base model: a local directory or a hub name "
-                                                       "(default: the bundled base in assets/)"})
+                                                       "(default: --init-adapter's, else the bundled base)"})
     base_config: str | None = field(default=None, metadata={"help": "a config.json: train from random weights of this architecture"})
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer source (default: the base); 'char' builds the character tokenizer"})
     out: str | None = field(default=None, metadata={"help": "output directory (default runs/TASK-METHOD)"})
@@ -84,7 +84,7 @@ class TrainConfig:
         if self.method not in {m.value for m in METHODS}:
             raise InputError(f"method: unknown method {self.method!r}; choose one of: {', '.join(m.value for m in METHODS)}")
         if self.base is None and self.base_config is None:
-            self.base = _bundled_base()
+            self.base = _default_base(self.init_adapter)
         if self.base is not None and self.base_config is not None:
             raise InputError("base: give a base model (--base) or an architecture config (--base-config), not both")
         if self.base_config is not None and self.base_config.endswith(".json") and not Path(self.base_config).is_file():
@@ -215,10 +215,11 @@ def build_config(recipe: str | Path | None = None, **flags: Any) -> TrainConfig:
         raise InputError(f"bad training settings: {exc}") from None
 
 
-def _bundled_base() -> str:
-    from retune_tui.bundled import base_dir
+def _default_base(init_adapter: str | None) -> str:
+    """The base of the adapter a run continues (its manifest's, where that is here), else the bundled one."""
+    from retune_tui.bundled import base_dir, base_for
 
-    base = base_dir()
+    base = base_for(init_adapter) if init_adapter and Path(init_adapter).is_dir() else base_dir()
     if base is None:
         raise InputError("base: give a base model (--base) or an architecture config (--base-config); "
                          "the bundled base is not in assets/")

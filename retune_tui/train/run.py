@@ -230,7 +230,8 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     lr_factor = TimeCosine(config.max_minutes, int(config.warmup)) if config.scheduler == "cosine_time" else None
     interrupt = StopOnInterrupt()
     # TimeLimit and StopOnInterrupt first: the log sees when they stop the run, and logs that last step
-    callbacks = [TimeLimit(config.max_minutes, lr_factor), interrupt, log]
+    time_limit = TimeLimit(config.max_minutes, lr_factor)
+    callbacks = [time_limit, interrupt, log]
     callbacks += [ProgressBar(lr_factor)] if progress else []
     collator = ds.collate(tokenizer.pad_token_id, config.position_gap, config.data_seed, config.position_stride)
     trainer = ReTrainer.make(sampler, lr_factor, model=model, args=args, train_dataset=train_set,
@@ -255,9 +256,10 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
                 callback.close()
     seconds = time.perf_counter() - start
     state = trainer.state
-    if interrupt.requested:
+    if interrupt.requested and state.global_step < config.max_steps and not time_limit.reached:
+        again = "the same command without --restart" if restart else "the same command"
         raise Stopped(f"interrupted at step {state.global_step} of {config.max_steps}, saved as a checkpoint "
-                          f"in {checkpoints}; the same command goes on from there")
+                      f"in {checkpoints}; {again} goes on from there")
     final_loss = log.last_loss
     earlier = _manifest_or_none(out) if resume is not None and state.global_step == _step_of(resume) else None
     if earlier is not None and earlier.steps == state.global_step:

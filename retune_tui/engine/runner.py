@@ -160,7 +160,7 @@ class Runner:
         tree.tokens += delta.tokens
         limits = tree.limits
         if tree.tokens > limits.max_total_tokens or (delta.reason == LENGTH and tree.tokens >= limits.max_total_tokens):
-            self._fail(tree, node_id, f"total-token budget of {limits.max_total_tokens} exhausted")
+            self._fail(tree, node_id, _spent(limits))
         elif limits.max_seconds is not None and self.clock() - tree.started > limits.max_seconds:
             self._fail(tree, node_id, f"wall-time budget of {limits.max_seconds:g}s exhausted")
         elif delta.reason == LENGTH:
@@ -195,6 +195,9 @@ class Runner:
             return
         tree.problems[child_id] = problem
         tree.calls += 1
+        if self._segment_budget(tree) == 0:  # the problem's tokens are spent: not one more
+            self._fail(tree, child_id, _spent(tree.limits))
+            return
         self.generator.open((tree.trace.tree, child_id), prompt, self._segment_budget(tree))
         next_ready.append((tree.trace.tree, child_id))
 
@@ -234,6 +237,9 @@ class Runner:
             self._finish_tree(tree, answer=answer)
             return
         self._emit(ValueReturned(tree_id, self._now(), node.parent, node_id, answer))
+        if self._segment_budget(tree) == 0:
+            self._fail(tree, node.parent, _spent(tree.limits))
+            return
         self.generator.extend((tree_id, node.parent), return_text(answer), self._segment_budget(tree))
         next_ready.append((tree_id, node.parent))
 
@@ -263,3 +269,7 @@ class Runner:
             tokens=tree.tokens,
             seconds=round(self.clock() - tree.started, 6),
         ))
+
+
+def _spent(limits: Limits) -> str:
+    return f"total-token budget of {limits.max_total_tokens} exhausted"

@@ -116,6 +116,15 @@ def test_token_and_time_budgets():
     assert "wall-time budget" in error_node(slow).error
 
 
+def test_a_budget_spent_exactly_by_a_call_opens_no_further_segment():
+    (whole, _), _ = run_scripted(addition_script(lambda c, s: s))
+    first = whole.nodes[0].segments[0].tokens  # the top context's call
+    (bad, _), gen = run_scripted(addition_script(lambda c, s: s), limits=Limits(max_total_tokens=first))
+    assert error_node(bad).id == 1 and "total-token budget" in error_node(bad).error
+    assert sum(node.tokens for node in bad.nodes.values()) == first
+    assert (bad.tree, 1) not in gen.budget  # the child's context never went to the model
+
+
 def test_derived_limits_leave_room_for_a_correct_model():
     task = get_task("dp")
     limits = Limits().resolve(task, task.parse("[1, -2, 3, 4]"), Method.RETUNING)

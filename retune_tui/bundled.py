@@ -24,6 +24,12 @@ def base_dir() -> Path | None:
     return path if (path / "config.json").exists() else None
 
 
+def is_base(path: str | Path | None) -> bool:
+    """``path`` is the bundled base (which runs in float32 even on a GPU unless asked)."""
+    base = base_dir()
+    return path is not None and base is not None and Path(path).resolve() == base.resolve()
+
+
 def adapter_dir(task: str, method: str) -> Path | None:
     """The bundled adapter for a task and method, if it is there."""
     path = assets_dir() / "adapters" / f"{task}-{method}"

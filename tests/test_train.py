@@ -302,6 +302,9 @@ def test_no_base_given_is_the_bundled_one(tmp_path, monkeypatch):
     from retune_tui.bundled import base_dir
 
     assert build_config(task="parity", out=str(tmp_path)).base == str(base_dir())
+    from retune_tui.bundled import is_base  # eval runs it in float32, as solve does
+
+    assert is_base(os.path.relpath(base_dir())) and not is_base(tmp_path) and not is_base(None)
     monkeypatch.setenv("RETUNE_ASSETS", str(tmp_path))  # an install without assets/
     with pytest.raises(InputError, match="base: give a base model .* the bundled base is not in assets/"):
         build_config(task="parity", out=str(tmp_path))

@@ -94,6 +94,7 @@ def eval_command(
     """Accuracy by problem size, in and beyond the trained sizes, and where wrong answers went wrong."""
     import time
 
+    from retune_tui import bundled
     from retune_tui.evaluate import TEACHER_WRONG, EvalConfig, Interrupted, count_problems, run_eval
     from retune_tui.evaluate.report import write_results
     from retune_tui.files import check_distinct, check_folder, check_output
@@ -112,21 +113,20 @@ def eval_command(
         if failures.exists() and not failures.is_dir():
             raise InputError(f"--failures {failures} is a file; give a folder")
         check_folder(failures, "--failures")
-        if not overwrite and (any(failures.glob("*-failures.rank*.jsonl")) or any(failures.glob(f"*{TEACHER_WRONG}"))):
+        earlier = [*failures.glob("*-failures.rank*.jsonl"), *failures.glob(f"*{TEACHER_WRONG}")]
+        if earlier and not overwrite:
             raise InputError(f"--failures {failures} already holds failed traces; pass --overwrite to replace them")
+        for path in earlier:  # replaced as a whole: none left from a run before that this one would not write
+            path.unlink()
     if base == "oracle":
         oracle, base = True, None
     adapters = [str(a) for a in adapter or []]
     whole_model = not adapters and base is not None  # --model alone: that model itself
     if not adapters and not oracle and not whole_model:  # by default: the bundled adapters (of --task, if given)
-        from retune_tui import bundled
-
         adapters = [str(p) for p in bundled.adapters() if task is None or p.name.startswith(f"{task}-")]
         if not adapters:
             raise InputError("nothing to evaluate: give --adapter DIR (one or more), --model DIR or --oracle")
     if adapters and base is None:
-        from retune_tui import bundled
-
         base = bundled.base_for(adapters[0])
     if methods is not None and not (oracle or whole_model):
         raise InputError("--methods is for --oracle or a --model alone; an adapter solves with its own method")
@@ -146,7 +146,7 @@ def eval_command(
         teacher_n=teacher_n,
         keep_failures=3 if failures_per_size is None else failures_per_size,
         device=device,
-        dtype=dtype,
+        dtype="float32" if dtype == "auto" and bundled.is_base(base) else dtype,  # as solve runs it
     )
     start = time.perf_counter()
     interrupted = False

@@ -227,12 +227,12 @@ def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = No
     rank, world = _shard()
     results: list[RunResult] = []
     try:
-        _evaluate_subjects(config, results, rank, world, on_done, failures_dir)
+        stopped = _evaluate_subjects(config, results, rank, world, on_done, failures_dir)
     except KeyboardInterrupt:
         if world > 1:
             raise
         raise Interrupted(results) from None
-    if results and results[-1].partial:
+    if stopped:
         raise Interrupted(results)
     if world > 1:
         results = _gather(results)
@@ -240,8 +240,9 @@ def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = No
 
 
 def _evaluate_subjects(config: EvalConfig, results: list[RunResult], rank: int, world: int,
-                       on_done: Callable[[Trace], None] | None, failures_dir: Path | None) -> None:
-    """Each subject's result into ``results`` as it is finished (a partial one stops the run)."""
+                       on_done: Callable[[Trace], None] | None, failures_dir: Path | None) -> bool:
+    """Each subject's result into ``results`` as it is finished; True where Ctrl-C stopped it
+    (its last result ``partial`` if that was while problems were being solved)."""
     for subject in _subjects(config):
         sizes = config.sizes or list(range(subject.task.eval_lengths[0], subject.task.eval_lengths[1] + 1))
         result, failures = evaluate_subject(subject, sizes, config.n, config.seed, limits=config.limits,
@@ -257,19 +258,27 @@ def _evaluate_subjects(config: EvalConfig, results: list[RunResult], rank: int, 
                 result.teacher = teacher_forced(subject.task, subject.method, loaded.model, loaded.tokenizer, sizes,
                                                 config.teacher_n or min(config.n, 20), config.seed,
                                                 keep=config.keep_failures, every_wrong=wrong)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # every problem was solved: that result is whole, without the check
                 if world > 1:
                     raise
-                result.partial = True  # every problem solved; the teacher-forced check stopped
+                _keep(result, failures, failures_dir, name, rank, results)
+                return True
             if failures_dir is not None and wrong:
                 atomic_write_text(failures_dir / f"{name}{TEACHER_WRONG}",
                                   "".join(json.dumps(record) + "\n" for record in wrong))
-        if failures_dir is not None and failures:
-            events = [e for trace in failures for e in trace.events]
-            write_events(failures_dir / f"{name}-failures.rank{rank}.jsonl", events)
-        results.append(result)
+        _keep(result, failures, failures_dir, name, rank, results)
         if result.partial:
-            return
+            return True
+    return False
+
+
+def _keep(result: RunResult, failures: list[Trace], failures_dir: Path | None, name: str, rank: int,
+          results: list[RunResult]) -> None:
+    """A subject's result into ``results``, its failed traces into ``failures_dir``."""
+    if failures_dir is not None and failures:
+        events = [e for trace in failures for e in trace.events]
+        write_events(failures_dir / f"{name}-failures.rank{rank}.jsonl", events)
+    results.append(result)
 
 
 def _gather(results: list[RunResult]) -> list[RunResult]:

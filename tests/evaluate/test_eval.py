@@ -342,3 +342,28 @@ def test_an_interrupted_eval_writes_what_was_finished_and_exits_130(tmp_path, mo
     none = CliRunner().invoke(app, ["eval", "--oracle", "--task", "parity", "--out", str(tmp_path / "none.json")])
     assert none.exit_code == 130 and none.output.strip() == "error: interrupted"
     assert not (tmp_path / "none.json").exists()
+
+
+def test_ctrl_c_in_the_teacher_forced_check_keeps_the_whole_accuracy_run(tmp_path, monkeypatch):
+    import torch
+
+    import retune_tui.evaluate.teacher as teacher
+    from retune_tui.manifest import Manifest
+    from tests.tiny_models import tiny_model
+
+    model, tok = tiny_model("llama", dtype=torch.float32)
+    model.save_pretrained(tmp_path / "full")
+    tok.save_pretrained(tmp_path / "full")
+    Manifest(task="parity", method="baseline", base="random", base_fingerprint="", tokenizer="char",
+             train_lengths=(1, 4), extra={"full": True}).write(tmp_path / "full")
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(teacher, "teacher_forced", stopped)
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(app, ["eval", "--model", str(tmp_path / "full"), "--sizes", "2", "--n", "3",
+                                      "--device", "cpu", "--max-total-tokens", "40", "--out", str(out)])
+    assert result.exit_code == 130 and "wrote the results of the 3 problems finished" in " ".join(result.output.split())
+    (run,), settings = read_results(out)
+    assert settings["interrupted"] and not run.partial and run.teacher is None and run.sizes[0].n == 3

@@ -55,12 +55,15 @@ SHAPING = ("curriculum", "repeat_long", "skills_replay", "perturbed_returns", "p
 def test_an_adapters_last_recipe_shapes_its_examples_as_the_shipped_adapter_was_trained(manifest):
     import json
 
+    from retune_tui.train.config import FIELDS
+
     recorded = json.loads(manifest.read_text())["weighting"]  # {} for an average of adapters
+    if not recorded:
+        pytest.skip("an average of adapters: its manifest names the runs it averages")
     folder = Path(__file__).resolve().parent.parent / "training" / "bundled"
     name = manifest.parent.name
     last = [s for s in STAGES if s != ".polish" and (folder / f"{name}{s}.toml").exists()][-1]
     config = build_config(folder / f"{name}{last}.toml").to_dict()
-    for key in SHAPING:
-        if key in recorded:
-            value = list(config[key]) if isinstance(config[key], tuple) else config[key]
-            assert value == recorded[key], f"{name}{last}.toml: {key}"
+    for key in SHAPING:  # a key a manifest lacks was added since: that run had its default
+        value = list(config[key]) if isinstance(config[key], tuple) else config[key]
+        assert value == recorded.get(key, FIELDS[key].default), f"{name}{last}.toml: {key}"

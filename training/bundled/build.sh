@@ -33,8 +33,12 @@ cpu_stage() {
 
 if want base; then
   retune train --recipe training/bundled/base.toml --out runs/bundled/base
-  mkdir -p assets/base
-  cp runs/bundled/base/{config.json,generation_config.json,model.safetensors,tokenizer.json,tokenizer_config.json,retune.json,loss.png} assets/base/
+  if [ $gpu -eq 1 ]; then
+    mkdir -p assets/base
+    cp runs/bundled/base/{config.json,generation_config.json,model.safetensors,tokenizer.json,tokenizer_config.json,retune.json,loss.png} assets/base/
+  else  # the adapters made by GPU stages are kept (cpu_stage), and they were trained on the base there
+    echo "runs/bundled/base is trained; assets/base is kept (the adapters there were trained on it; --gpu rebuilds them all)"
+  fi
 fi
 for task in addition parity dp; do
   for method in retuning baseline scratchpad; do

@@ -130,14 +130,16 @@ def _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temp
         if adapter is not None:
             raise InputError("--adapter needs a --base model (the oracle takes no adapter)")
         return Backend()
-    if base is None and adapter is not None:
-        from retune_tui import bundled
+    from retune_tui import bundled
 
+    if base is None and adapter is not None:
         base = bundled.base_for(adapter)
         if base is None:
             raise InputError("--adapter needs the --base model it was trained on")
     if base is None:
         return Backend(bundled=True, device=device, dtype=dtype, temperature=temperature, top_p=top_p, seed=seed)
+    if dtype == "auto" and bundled.is_base(base):
+        dtype = "float32"  # the bundled base, with an adapter named: as the bundled model runs (solving.py)
     spec = ModelSpec(base, str(adapter) if adapter else None, device, dtype, allow_pickle, trust_remote_code)
     return Backend(spec, device=device, dtype=dtype, temperature=temperature, top_p=top_p, seed=seed)
 

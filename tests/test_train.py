@@ -424,7 +424,7 @@ def test_killed_run_resumes_with_the_same_data_order(base, tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_that_the_same_command_goes_on_from(base, tmp_path):
     """Ctrl-C after some steps, with no checkpoint due for long: the step reached is kept."""
-    steps = 60
+    steps = 200  # long enough that Ctrl-C lands before the end
     subprocess.run(_train_cli(base, tmp_path / "whole", steps), check=True, capture_output=True)
     cut = tmp_path / "cut"
     proc = subprocess.Popen(_train_cli(base, cut, steps, ["--save-steps", "1000"]), stdout=subprocess.PIPE,

@@ -489,7 +489,12 @@ def test_a_run_past_the_steps_asked_for_is_refused(base, tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_on_cpu_make_one_adapter(base, tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    import socket
+
+    with socket.socket() as probe:  # a port free now, not a fixed one a run before may still hold
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "-m", "retune_tui.cli", *_train_cli(base, tmp_path / "ddp", 10)[3:]]
     result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]

@@ -169,18 +169,16 @@ def solve_file(path: Path, out: Path | None, *, task: str | None, method: str | 
         job = bar.add_task("solve", total=len(problems))
         try:
             for the_task, group, indices in by_task.values():
-                generator = backend.generator(the_task, the_method, batched=True)
-                for first in range(0, len(group), batch):
-                    runner = Runner(the_task, the_method, generator, limits)
-                    try:
-                        for event in runner.events(group[first : first + batch], first_tree=first):
-                            events.append(dataclasses.replace(event, tree=indices[event.tree]))
-                            if isinstance(event, RunFinished):
-                                bar.advance(job)
-                    finally:  # numbered as in the file, also when Ctrl-C stops it part way
-                        for trace in runner.traces:
-                            trace.tree = indices[trace.tree]
-                        traces += runner.traces
+                runner = Runner(the_task, the_method, backend.generator(the_task, the_method, batched=True), limits)
+                try:
+                    for event in runner.events(group, batch=batch):
+                        events.append(dataclasses.replace(event, tree=indices[event.tree]))
+                        if isinstance(event, RunFinished):
+                            bar.advance(job)
+                finally:  # numbered as in the file, also when Ctrl-C stops it part way
+                    for trace in runner.traces:
+                        trace.tree = indices[trace.tree]
+                    traces += runner.traces
         except KeyboardInterrupt:
             interrupted = True
             done = {e.tree for e in events if isinstance(e, RunFinished)}  # whole in the stream so far

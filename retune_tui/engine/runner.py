@@ -101,24 +101,26 @@ class Runner:
                 on_event(event)
         return self.traces
 
-    def events(self, problems: Sequence[Hashable], first_tree: int = 0) -> Iterator[Event]:
-        """Solve ``problems``, yielding events as they happen. Stopping the iteration
-        early frees every context the generator still holds."""
-        self._start = self.clock()
+    def events(self, problems: Sequence[Hashable], first_tree: int = 0, batch: int | None = None) -> Iterator[Event]:
+        """Solve ``problems``, yielding events as they happen: all at once, or ``batch`` at a
+        time (each batch to its end before the next starts; every tree stays in ``traces``).
+        Stopping the iteration early frees every context the generator still holds."""
         self._trees = {}
         self._out = []
-        ready: list[Key] = []
+        size = batch or max(len(problems), 1)
         try:
-            for i, problem in enumerate(problems, start=first_tree):
-                ready.append(self._start_problem(i, problem))
-            yield from self._flush()
-            while ready:
-                deltas = self.generator.step(ready)
-                next_ready: list[Key] = []
-                for key in ready:
-                    self._advance(key, deltas[key], next_ready)
-                ready = next_ready
+            for first in range(0, len(problems), size):
+                self._start = self.clock()  # event times count from their batch's start
+                ready = [self._start_problem(i, problem)
+                         for i, problem in enumerate(problems[first : first + size], start=first_tree + first)]
                 yield from self._flush()
+                while ready:
+                    deltas = self.generator.step(ready)
+                    next_ready: list[Key] = []
+                    for key in ready:
+                        self._advance(key, deltas[key], next_ready)
+                    ready = next_ready
+                    yield from self._flush()
         finally:
             for tree_id, tree in self._trees.items():
                 for node in tree.trace.nodes.values():

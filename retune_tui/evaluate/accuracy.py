@@ -97,22 +97,16 @@ def solve_all(subject: Subject, problems: list[Hashable], limits: Limits, batch:
     """Solve problems in batches of ``batch`` with one generator: their traces (``trace.tree``
     is the problem's index), and whether Ctrl-C stopped it (``keep_partial``: then the traces
     are those of the problems finished by then; else it stops as always)."""
-    generator = subject.make_generator()
-    traces: list[Trace] = []
-    runner = None
+    runner = Runner(subject.task, subject.method, subject.make_generator(), limits)
     try:
-        for start in range(0, len(problems), batch):
-            runner = Runner(subject.task, subject.method, generator, limits)
-            for event in runner.events(problems[start : start + batch], first_tree=start):
-                if on_done is not None and event.kind == "run_finished":
-                    on_done(runner.trace(event.tree))
-            traces += runner.traces
-            runner = None
+        for event in runner.events(problems, batch=batch):
+            if on_done is not None and event.kind == "run_finished":
+                on_done(runner.trace(event.tree))
     except KeyboardInterrupt:
         if not keep_partial:
             raise
-        return traces + [t for t in (runner.traces if runner else []) if t.finished], True
-    return traces, False
+        return [t for t in runner.traces if t.finished], True
+    return runner.traces, False
 
 
 def evaluate_subject(subject: Subject, sizes: Sequence[int], n: int, seed: int, *, limits: Limits | None = None,

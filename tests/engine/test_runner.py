@@ -125,6 +125,18 @@ def test_a_budget_spent_exactly_by_a_call_opens_no_further_segment():
     assert (bad.tree, 1) not in gen.budget  # the child's context never went to the model
 
 
+def test_batches_run_one_after_another_and_keep_every_tree():
+    task = get_task("parity")
+    problems = [task.parse(text) for text in ("1 0", "1 1 0", "0 1", "1 1 1 1", "0")]
+    runner = Runner(task, Method.RETUNING, OracleGenerator(task, Method.RETUNING))
+    started = []
+    for event in runner.events(problems, batch=2):
+        if event.kind == "problem_started":
+            started.append((event.tree, sum(t.finished is not None for t in runner.traces)))
+    assert started == [(0, 0), (1, 0), (2, 2), (3, 2), (4, 4)]  # a batch starts when the one before is done
+    assert [t.tree for t in runner.traces] == [0, 1, 2, 3, 4] and all(t.finished.correct for t in runner.traces)
+
+
 def test_derived_limits_leave_room_for_a_correct_model():
     task = get_task("dp")
     limits = Limits().resolve(task, task.parse("[1, -2, 3, 4]"), Method.RETUNING)

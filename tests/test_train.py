@@ -488,13 +488,8 @@ def test_a_run_past_the_steps_asked_for_is_refused(base, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_on_cpu_make_one_adapter(base, tmp_path):
-    import socket
-
-    with socket.socket() as probe:  # a port free now, not a fixed one a run before may still hold
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+def test_two_processes_on_cpu_make_one_adapter(base, tmp_path, free_port):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port,
            "-m", "retune_tui.cli", *_train_cli(base, tmp_path / "ddp", 10)[3:]]
     result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -561,6 +556,13 @@ def test_a_run_on_a_data_file_records_the_files_sizes_not_the_lengths_setting(ba
     train(quick(base, tmp_path / "run", data=str(data), lengths=(2, 3), max_steps=2), progress=False)
     manifest = json.loads((tmp_path / "run" / "retune.json").read_text())
     assert manifest["train_lengths"] == [1, 6] and "problems" not in manifest["weighting"]
+
+
+def test_a_dp_files_sizes_are_its_problems_not_its_one_element_calls():
+    examples = ds.oracle_examples("dp", "retuning", (3, 4), 10, 0, True)
+    assert min(ex.size for ex in examples) == 1
+    assert ds.problem_sizes(examples, "dp") == (3, 4)
+    assert ds.problem_sizes(ds.oracle_examples("addition", "retuning", (3, 4), 10, 0, True), "addition") == (1, 4)
 
 
 def test_repeat_long_and_lengths_on_the_command_line(tmp_path):

@@ -162,6 +162,19 @@ def file_examples(path: str, task: str, method: str | None = None) -> list[TextE
     return out
 
 
+def problem_sizes(examples: Sequence[TextExample], task: str) -> tuple[int, int]:
+    """The sizes of the problems ``examples`` teach: those of the contexts that hold a problem
+    as a user types it. A DP file's calls go down to arrays of one element, yet its problems
+    may start at two; for a task whose calls are problems too (addition, parity), and for
+    skills, every example counts."""
+    counted: Sequence[TextExample] = examples
+    if task != "skills":
+        the_task = get_task(task)
+        problem = type(the_task.sample(Random(0), 2))
+        counted = [ex for ex in examples if isinstance(the_task.parse(ex.prompt), problem)] or examples
+    return min(ex.size for ex in counted), max(ex.size for ex in counted)
+
+
 def _check_task(path: str, task: Task, prompt: str) -> None:
     try:
         task.parse(prompt)

@@ -164,7 +164,7 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     tokenizer = load_training_tokenizer(config)
     if config.data:
         examples = ds.file_examples(config.data, config.task, config.method)
-        stage_lengths = (min(ex.size for ex in examples), max(ex.size for ex in examples))
+        stage_lengths = ds.problem_sizes(examples, config.task)
     else:
         stage_lengths = config.train_lengths
         examples = ds.oracle_examples(config.task, config.method, config.train_lengths, config.problems,

@@ -19,6 +19,16 @@ def _never_the_hub(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture
+def free_port() -> str:
+    """A port free now, for a two-process run: a fixed one a run before may still hold."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """A tiny Llama saved as a base model (weights large enough for a LoRA to move the loss)."""

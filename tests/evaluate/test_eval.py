@@ -179,7 +179,7 @@ def test_eval_bad_input(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_two_processes_shard_the_problems_and_merge(tmp_path):
+def test_two_processes_shard_the_problems_and_merge(tmp_path, free_port):
     import os
     import subprocess
     import sys
@@ -190,7 +190,7 @@ def test_two_processes_shard_the_problems_and_merge(tmp_path):
                             text=True)
     assert single.returncode == 0, single.stderr[-1500:]
     sharded = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                              "29533", *args, "--out", str(tmp_path / "two.json")], capture_output=True, text=True,
+                              free_port, *args, "--out", str(tmp_path / "two.json")], capture_output=True, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert sharded.returncode == 0, sharded.stderr[-1500:]
     one, _ = read_results(tmp_path / "one.json")

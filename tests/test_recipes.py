@@ -28,7 +28,7 @@ def test_recipe_is_valid_and_says_how_to_run_it(recipe):
 
 
 # The order build.sh runs a bundled adapter's stages in.
-STAGES = ("", ".echo", ".anneal", ".long", ".long2", ".gpu", ".gpu2", ".gpu3", ".gpu4", ".polish")
+STAGES = ("", ".echo", ".anneal", ".long", ".long2", ".gpu", ".gpu2", ".gpu3", ".gpu4", ".gpu5", ".polish")
 
 
 @pytest.mark.parametrize("recipe", [p for p in RECIPES if p.parent.name == "bundled"], ids=lambda p: p.stem)

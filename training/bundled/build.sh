@@ -56,7 +56,7 @@ if [ $gpu -eq 1 ]; then
     want "$name" && adapters+=("$name")
   done
   [ ${#adapters[@]} -eq 0 ] || training/bundled/gpu-stage.sh "${adapters[@]}"
-  for stage in gpu2 gpu3 gpu4; do
+  for stage in gpu2 gpu3 gpu4 gpu5; do
     later=()
     for name in "${adapters[@]}"; do [ -f "training/bundled/$name.$stage.toml" ] && later+=("$name"); done
     [ ${#later[@]} -eq 0 ] || training/bundled/gpu-stage.sh --stage "$stage" "${later[@]}"

@@ -1,6 +1,6 @@
-"""The data of DP Re-Tuning's third and fourth GPU stages: the faults each stage was after, repeated.
+"""The data of DP Re-Tuning's third, fourth and fifth GPU stages: the faults each stage was after, repeated.
 
-    python training/bundled/dp_retuning_data.py [FOLDER] [--stage gpu3|gpu4|ties]
+    python training/bundled/dp_retuning_data.py [FOLDER] [--stage gpu3|gpu4|gpu5]
         [--problems N --times T --seed S --name F]   (a variant of the third stage's file)
 
 writes into FOLDER (default ``runs/bundled``; gpu-stage.sh runs it where a stage's file is
@@ -26,10 +26,11 @@ three times in all, 17% of the examples, and every combination of a 5-element dp
 (``max(return[0], array[0] + return[1])``, wrong 53 times in 500) 16 times, 14% (559,138
 examples; 11 seconds).
 
-``dp-retuning-ties.jsonl`` (``--stage ties``; ``training/experiments/dp-ties-cpu.toml``, not
-shipped): 30,000 other problems, in which every tie decision on a 5-element array appears 20
-times, every other tie decision 3 times and every 5-element combination 8 (575,678 examples,
-11% of them 5-element tie decisions; 20 seconds): the faults the fourth stage's adapter left.
+``dp-retuning-ties.jsonl`` (``dp-retuning.gpu5.toml``; on the CPU, ``training/experiments/
+dp-ties-cpu.toml``): 30,000 other problems, in which every tie decision on a 5-element array
+appears 20 times, every other tie decision 3 times and every 5-element combination 8 (575,678
+examples, 11% of them 5-element tie decisions; 20 seconds): the faults the fourth stage's
+adapter left.
 
 Each file is the same byte for byte on every run (fixed seeds).
 """
@@ -45,7 +46,7 @@ from retune_tui.tasks.protocol import call_stop, returned_values
 from retune_tui.train import dataset as ds
 
 SIZE = 5
-FILES = {"gpu3": "dp-retuning-focus.jsonl", "gpu4": "dp-retuning-faults.jsonl", "ties": "dp-retuning-ties.jsonl"}
+FILES = {"gpu3": "dp-retuning-focus.jsonl", "gpu4": "dp-retuning-faults.jsonl", "gpu5": "dp-retuning-ties.jsonl"}
 
 
 def is_focus(ex: ds.TextExample) -> bool:
@@ -113,15 +114,15 @@ def write(path: Path, examples: list[ds.TextExample]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", default="runs/bundled")
-    parser.add_argument("--stage", choices=sorted(FILES), help="write only this stage's file (default: gpu3's "
-                        "and gpu4's)")
+    parser.add_argument("--stage", choices=sorted(FILES), help="write only this stage's file (default: every "
+                        "stage's)")
     focus = parser.add_argument_group("the third stage's file made otherwise (training/experiments/)")
     focus.add_argument("--problems", type=int, default=30000)
     focus.add_argument("--times", type=int, default=28)
     focus.add_argument("--seed", type=int, default=61)
     focus.add_argument("--name", default=FILES["gpu3"])
     args = parser.parse_args()
-    stages = [args.stage] if args.stage else ["gpu3", "gpu4"]  # the shipped stages' ("ties": an experiment's)
+    stages = [args.stage] if args.stage else list(FILES)
     if (args.problems, args.times, args.seed, args.name) != (30000, 28, 61, FILES["gpu3"]):
         stages = ["gpu3"]  # an experiment's variant of it
     out = Path(args.folder)
@@ -135,9 +136,9 @@ def main() -> None:
         write(out / FILES["gpu4"], examples)
         print(f"tie decisions {sum(is_tie(ex) for ex in examples) / len(examples):.1%} of them, 5-element "
               f"combinations {sum(is_long_combination(ex) for ex in examples) / len(examples):.1%}")
-    if "ties" in stages:
+    if "gpu5" in stages:
         examples = tie_examples()
-        write(out / FILES["ties"], examples)
+        write(out / FILES["gpu5"], examples)
         ties5 = sum(is_tie(ex) and ex.size == SIZE for ex in examples)
         print(f"tie decisions {sum(is_tie(ex) for ex in examples) / len(examples):.1%} of them "
               f"({ties5 / len(examples):.1%} on 5-element arrays), 5-element combinations "

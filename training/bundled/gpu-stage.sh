@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# training/bundled/gpu-stage.sh [--stage gpu|gpu2|gpu3|gpu4] [NAME ...]
+# training/bundled/gpu-stage.sh [--stage gpu|gpu2|gpu3|gpu4|gpu5] [NAME ...]
 # A GPU stage of the bundled adapters: every training/bundled/NAME.STAGE.toml (default
 # STAGE gpu) at once on one GPU, each in its own process, then their adapters copied into
 # assets/adapters/NAME. Stage gpu (every adapter but parity Re-Tuning) comes first, then gpu2
-# (addition and DP Re-Tuning), then gpu3 and gpu4 (DP Re-Tuning, each on a file
+# (addition and DP Re-Tuning), then gpu3, gpu4 and gpu5 (DP Re-Tuning, each on a file
 # dp_retuning_data.py writes where it is missing).
 #
 # They share the GPU because one of them leaves it mostly idle: a step of a 1M-parameter
 # model is a few hundred tiny kernels, so a single process is bound by Python launching
 # them, and nine processes keep the GPU busier than one. Most recipes train for a fixed
 # 5-6 minutes (scheduler cosine_time), so such a stage takes about 7 minutes whatever the
-# GPU; addition Re-Tuning's two fix their steps instead (they took 8 and 2 minutes on an H100).
+# GPU; addition Re-Tuning's two and DP Re-Tuning's fifth fix their steps instead (the first two took
+# 8 and 2 minutes on an H100; the fifth, 6.7 minutes sharing one with three other runs).
 # Each continues the adapter of the stage before (build.sh's last, or the GPU stage before),
 # but for addition Re-Tuning's first, a fresh LoRA (its GPU stages come first; build.sh then
 # adds a CPU stage and ships an average of stages).
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/../.."
 source training/bundled/data.sh
 RETUNE=${RETUNE:-retune}
 stage=gpu
-if [ "${1:-}" = "--stage" ]; then stage=${2:?--stage needs gpu, gpu2, gpu3 or gpu4}; shift 2; fi
+if [ "${1:-}" = "--stage" ]; then stage=${2:?--stage needs gpu, gpu2, gpu3, gpu4 or gpu5}; shift 2; fi
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   for recipe in training/bundled/*."$stage".toml; do names+=("$(basename "$recipe" ."$stage".toml)"); done

@@ -562,6 +562,7 @@ def test_a_dp_files_sizes_are_its_problems_not_its_one_element_calls():
     examples = ds.oracle_examples("dp", "retuning", (3, 4), 10, 0, True)
     assert min(ex.size for ex in examples) == 1
     assert ds.problem_sizes(examples, "dp") == (3, 4)
+    assert ds.problem_sizes([*examples, ds.TextExample("not a problem", "x", 9)], "dp") == (3, 4)
     assert ds.problem_sizes(ds.oracle_examples("addition", "retuning", (3, 4), 10, 0, True), "addition") == (1, 4)
 
 

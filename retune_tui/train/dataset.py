@@ -171,8 +171,15 @@ def problem_sizes(examples: Sequence[TextExample], task: str) -> tuple[int, int]
     if task != "skills":
         the_task = get_task(task)
         problem = type(the_task.sample(Random(0), 2))
-        counted = [ex for ex in examples if isinstance(the_task.parse(ex.prompt), problem)] or examples
+        counted = [ex for ex in examples if isinstance(_parsed(the_task, ex.prompt), problem)] or examples
     return min(ex.size for ex in counted), max(ex.size for ex in counted)
+
+
+def _parsed(task: Task, prompt: str) -> object | None:
+    try:
+        return task.parse(prompt)
+    except ProblemParseError:  # a record of the user's own making: it does not count
+        return None
 
 
 def _check_task(path: str, task: Task, prompt: str) -> None:

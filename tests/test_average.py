@@ -16,7 +16,8 @@ from retune_tui.train.average import average_adapters
 TARGETS = ["q_proj", "v_proj", "down_proj", "lm_head", "embed_tokens"]
 
 
-def make_adapter(base, out, *, seed, r=4, alpha=8, rslora=False, task="parity", lengths=(1, 4), targets=TARGETS):
+def make_adapter(base, out, *, seed, r=4, alpha=8, rslora=False, task="parity", lengths=(1, 4), targets=TARGETS,
+                 start=None):
     """An adapter of random weights on ``base`` with the manifest `retune train` writes."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -30,7 +31,8 @@ def make_adapter(base, out, *, seed, r=4, alpha=8, rslora=False, task="parity", 
                 p.normal_(std=0.3)
     lora.save_pretrained(out, save_embedding_layers=False)
     Manifest(task=task, method="retuning", base=str(base), base_fingerprint=config_fingerprint(model.config.to_dict()),
-             tokenizer=str(base), train_lengths=lengths, steps=100 * seed, final_loss=0.01 * seed).write(out)
+             tokenizer=str(base), train_lengths=lengths, steps=100 * seed, final_loss=0.01 * seed,
+             extra={"start": start} if start else {}).write(out)
     return out
 
 
@@ -122,3 +124,15 @@ def test_bad_input_is_one_line(base, tmp_path, case, message):
         average_adapters(paths, out, weights, overwrite=True)
     assert case == "a-run-folder" or not (tmp_path / "avg").exists()
     assert not (tmp_path / "avg" / "adapter_model.safetensors").exists()
+
+
+def test_adapters_of_different_fresh_starts_are_refused_and_one_start_is_kept(base, tmp_path):
+    one = make_adapter(base, tmp_path / "one", seed=1, start="aaaa")
+    other = make_adapter(base, tmp_path / "other", seed=2, start="bbbb")
+    unnamed = make_adapter(base, tmp_path / "unnamed", seed=3)  # a manifest from before starts were written
+    with pytest.raises(UserError, match="different fresh starts"):
+        average_adapters([one, unnamed, other], tmp_path / "avg")
+    assert not (tmp_path / "avg").exists()
+    later = make_adapter(base, tmp_path / "later", seed=4, start="aaaa")
+    average_adapters([one, unnamed, later], tmp_path / "avg")
+    assert json.loads((tmp_path / "avg" / "retune.json").read_text())["extra"]["start"] == "aaaa"

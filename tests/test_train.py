@@ -263,6 +263,8 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
                 repeat_long=(5, 3), skills_replay=0.2, perturbed_returns=0.5), progress=False)
     manifest = json.loads((tmp_path / "long" / "retune.json").read_text())
     assert manifest["train_lengths"] == [1, 6] and manifest["extra"]["stage_lengths"] == [3, 6]
+    fresh = json.loads((tmp_path / "one" / "retune.json").read_text())["extra"]["start"]
+    assert len(fresh) == 12 and manifest["extra"]["start"] == fresh  # every stage names the fresh start
     assert manifest["weighting"]["repeat_long"] == [5, 3] and manifest["weighting"]["skills_replay"] == 0.2
     assert manifest["weighting"]["perturbed_returns"] == 0.5
     with pytest.raises(InputError, match="trained for task 'parity', not 'addition'"):

@@ -147,7 +147,8 @@ def average(
 
     One start: one fresh LoRA trained on (the ends of its stages, a run and its continuation).
 
-    Adapters of different fresh starts do not average; only task, method, base and layers are checked."""
+    Adapters whose manifests name different fresh starts are refused (manifests written before
+    2026-11-28 name none); task, method, base and layers are checked too."""
     from retune_tui.train.average import average_adapters
 
     parsed = None

@@ -9,7 +9,8 @@ there (kept apart, in bf16 or on tied embeddings, the larger rank costs a little
 It helps adapters that share a start and stayed near each other: the ends of two stages
 of one run, a run and its continuation. Adapters from different fresh starts do not
 average (the bundled addition adapter averaged with one from another start solved
-nothing; each alone solved 95% of 15-digit problems).
+nothing; each alone solved 95% of 15-digit problems), so where their manifests name
+different starts (`retune train` writes one since 2026-11-28) they are refused.
 """
 
 from __future__ import annotations
@@ -140,6 +141,10 @@ def _read_adapter(path: Path) -> Adapter:
 
 def _check_compatible(adapters: list[Adapter]) -> None:
     first = adapters[0]
+    if len({a.manifest.extra.get("start") for a in adapters} - {None}) > 1:
+        starts = ", ".join(f"{a.path}: {a.manifest.extra.get('start')}" for a in adapters)
+        raise InputError(f"these adapters come from different fresh starts ({starts}): their updates do not "
+                         "average; give stages of one run")
     for other in adapters[1:]:
         for what in ("task", "method", "base_fingerprint"):
             if getattr(other.manifest, what) != getattr(first.manifest, what):
@@ -152,6 +157,12 @@ def _check_compatible(adapters: list[Adapter]) -> None:
             kept = 1 if _factor(key) == "A" else 0  # A: (r, in); B: (out, r)
             if other.tensors[key].shape[kept] != tensor.shape[kept]:
                 raise InputError(f"{other.path} and {first.path} differ in the shape of {key}")
+
+
+def _start(adapters: list[Adapter]) -> str | None:
+    """The fresh start the adapters share (None where none names one)."""
+    starts = {a.manifest.extra.get("start") for a in adapters} - {None}
+    return starts.pop() if starts else None
 
 
 def _averaged_tensors(adapters: list[Adapter], weights: list[float]) -> dict[str, Any]:
@@ -194,5 +205,6 @@ def _write(out: Path, adapters: list[Adapter], weights: list[float], tensors: di
             versions=first.manifest.versions,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             extra={"averaged": [{"adapter": str(a.path), "weight": w, "rank": a.config["r"], "steps": a.manifest.steps,
-                                 "final_loss": a.manifest.final_loss} for a, w in zip(adapters, weights)]},
+                                 "final_loss": a.manifest.final_loss} for a, w in zip(adapters, weights)],
+                   "start": _start(adapters)},
         ).write(staging)

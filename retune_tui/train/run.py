@@ -295,6 +295,18 @@ def _trained_sizes(config: TrainConfig, stage: tuple[int, int]) -> tuple[int, in
     return lo, hi
 
 
+def _start(config: TrainConfig) -> str | None:
+    """Which fresh start the weights descend from: a new id for a fresh LoRA (or model), the
+    continued adapter's for a later stage (None where its manifest predates these ids).
+    `retune average` refuses adapters of different starts."""
+    if config.init_adapter:
+        earlier = Manifest.read(config.init_adapter)
+        return earlier.extra.get("start") if earlier is not None else None
+    import uuid
+
+    return uuid.uuid4().hex[:12]
+
+
 def _lora_settings(model: Any) -> dict[str, Any]:
     """The adapter's rank, alpha, dropout and targets as peft holds them ({} for a full model)."""
     lora = getattr(model, "peft_config", {}).get("default")
@@ -344,6 +356,6 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
             versions=versions,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             extra={"full": config.full, "init_adapter": config.init_adapter,
-                   "stage_lengths": list(stage_lengths)},
+                   "stage_lengths": list(stage_lengths), "start": _start(config)},
         )
         manifest.write(staging)

@@ -25,9 +25,17 @@ def base_dir() -> Path | None:
 
 
 def is_base(path: str | Path | None) -> bool:
-    """``path`` is the bundled base (which runs in float32 even on a GPU unless asked)."""
+    """``path`` is the bundled base."""
     base = base_dir()
     return path is not None and base is not None and Path(path).resolve() == base.resolve()
+
+
+def dtype_on(base: str | Path | None, dtype: str) -> str:
+    """The dtype to run ``base`` in: ``auto`` is float32 on the bundled base, even on a GPU. The
+    1M-parameter model needs no memory saved, and merged float32 solves ~9x faster there than
+    bf16 with the adapter apart (H100, 2026-11-28: 73199 + 21439 in 0.59 s against 5.18 s;
+    [3, -2, 5, 1] 3.9 s against 41 s)."""
+    return "float32" if dtype == "auto" and is_base(base) else dtype
 
 
 def adapter_dir(task: str, method: str) -> Path | None:

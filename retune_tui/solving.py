@@ -62,10 +62,7 @@ class Backend:
         if base is None or adapter is None:
             raise UserError(f"no bundled model for {task.name} / {method} in {bundled.assets_dir()}; "
                             "pass --base (and --adapter), or --model oracle")
-        # float32 even on a GPU unless asked: the 1M-parameter model needs no memory saved, and
-        # merged float32 solves ~9x faster there than bf16 with the adapter apart (H100,
-        # 2026-11-28: 73199 + 21439 in 0.59 s against 5.18 s; [3, -2, 5, 1] 3.9 s against 41 s).
-        return ModelSpec(str(base), str(adapter), self.device, "float32" if self.dtype == "auto" else self.dtype)
+        return ModelSpec(str(base), str(adapter), self.device, bundled.dtype_on(base, self.dtype))
 
     def generator(self, task: Task, method: Method, *, batched: bool = False) -> Generator:
         """What writes the segments of ``task`` with ``method``; ``batched``: for many

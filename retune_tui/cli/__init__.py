@@ -138,8 +138,7 @@ def _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temp
             raise InputError("--adapter needs the --base model it was trained on")
     if base is None:
         return Backend(bundled=True, device=device, dtype=dtype, temperature=temperature, top_p=top_p, seed=seed)
-    if dtype == "auto" and bundled.is_base(base):
-        dtype = "float32"  # the bundled base, with an adapter named: as the bundled model runs (solving.py)
+    dtype = bundled.dtype_on(base, dtype)  # the bundled base with an adapter named runs as the bundled model
     spec = ModelSpec(base, str(adapter) if adapter else None, device, dtype, allow_pickle, trust_remote_code)
     return Backend(spec, device=device, dtype=dtype, temperature=temperature, top_p=top_p, seed=seed)
 

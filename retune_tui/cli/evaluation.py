@@ -146,7 +146,7 @@ def eval_command(
         teacher_n=teacher_n,
         keep_failures=3 if failures_per_size is None else failures_per_size,
         device=device,
-        dtype="float32" if dtype == "auto" and bundled.is_base(base) else dtype,  # as solve runs it
+        dtype=bundled.dtype_on(base, dtype),  # the bundled base as solve runs it
     )
     start = time.perf_counter()
     interrupted = False

@@ -197,10 +197,11 @@ class Runner:
             return
         tree.problems[child_id] = problem
         tree.calls += 1
-        if self._segment_budget(tree) == 0:  # the problem's tokens are spent: not one more
+        budget = self._segment_budget(tree)
+        if budget == 0:  # the problem's tokens are spent: not one more
             self._fail(tree, child_id, _spent(tree.limits))
             return
-        self.generator.open((tree.trace.tree, child_id), prompt, self._segment_budget(tree))
+        self.generator.open((tree.trace.tree, child_id), prompt, budget)
         next_ready.append((tree.trace.tree, child_id))
 
     def _check_call(self, tree: _Tree, parent_id: int, call: str) -> tuple[Hashable | None, str | None]:
@@ -239,10 +240,11 @@ class Runner:
             self._finish_tree(tree, answer=answer)
             return
         self._emit(ValueReturned(tree_id, self._now(), node.parent, node_id, answer))
-        if self._segment_budget(tree) == 0:
+        budget = self._segment_budget(tree)
+        if budget == 0:
             self._fail(tree, node.parent, _spent(tree.limits))
             return
-        self.generator.extend((tree_id, node.parent), return_text(answer), self._segment_budget(tree))
+        self.generator.extend((tree_id, node.parent), return_text(answer), budget)
         next_ready.append((tree_id, node.parent))
 
     def _fail(self, tree: _Tree, node_id: int, reason: str) -> None:

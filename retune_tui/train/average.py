@@ -141,7 +141,7 @@ def _read_adapter(path: Path) -> Adapter:
 
 def _check_compatible(adapters: list[Adapter]) -> None:
     first = adapters[0]
-    if len({a.manifest.extra.get("start") for a in adapters} - {None}) > 1:
+    if len(_starts(adapters)) > 1:
         starts = ", ".join(f"{a.path}: {a.manifest.extra.get('start')}" for a in adapters)
         raise InputError(f"these adapters come from different fresh starts ({starts}): their updates do not "
                          "average; give stages of one run")
@@ -159,10 +159,9 @@ def _check_compatible(adapters: list[Adapter]) -> None:
                 raise InputError(f"{other.path} and {first.path} differ in the shape of {key}")
 
 
-def _start(adapters: list[Adapter]) -> str | None:
-    """The fresh start the adapters share (None where none names one)."""
-    starts = {a.manifest.extra.get("start") for a in adapters} - {None}
-    return starts.pop() if starts else None
+def _starts(adapters: list[Adapter]) -> set[str]:
+    """The fresh starts the adapters' manifests name (older manifests name none)."""
+    return {a.manifest.extra.get("start") for a in adapters} - {None}
 
 
 def _averaged_tensors(adapters: list[Adapter], weights: list[float]) -> dict[str, Any]:
@@ -206,5 +205,5 @@ def _write(out: Path, adapters: list[Adapter], weights: list[float], tensors: di
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             extra={"averaged": [{"adapter": str(a.path), "weight": w, "rank": a.config["r"], "steps": a.manifest.steps,
                                  "final_loss": a.manifest.final_loss} for a, w in zip(adapters, weights)],
-                   "start": _start(adapters)},
+                   "start": next(iter(_starts(adapters)), None)},
         ).write(staging)

@@ -84,6 +84,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Start]:
     Raises:
         InputError: a bad argument, in one line.
     """
+    from retune_tui import bundled
     from retune_tui.engine.loading import ModelSpec, check_device_name
     from retune_tui.files import check_folder, check_output
     from retune_tui.tasks import get_method, get_task
@@ -99,6 +100,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Start]:
     for name, path in (("--adapter", args.adapter), ("--versus", args.versus)):
         if path is not None and not path.is_dir():
             raise InputError(f"{name}: no such adapter directory {path}")
+    if args.base is None and (args.adapter is not None or args.versus is not None):
+        args.base = bundled.base_for(args.adapter or args.versus)  # as `retune solve --adapter` does
+        if args.base is None:
+            raise InputError("--adapter needs the --base model it was trained on")
     if args.base in (None, "oracle", "bundled"):
         if args.adapter is not None or args.versus is not None:
             raise InputError("--adapter needs --base (the oracle and the bundled model take no adapter)")
@@ -106,8 +111,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Start]:
                                                                                              device=args.device)}
         backend, versus = choices[args.base], None
     else:
-        backend = Backend(ModelSpec(args.base, str(args.adapter) if args.adapter else None, args.device))
-        versus = Backend(ModelSpec(args.base, str(args.versus), args.device)) if args.versus else None
+        dtype = bundled.dtype_on(args.base, "auto")
+        backend = Backend(ModelSpec(args.base, str(args.adapter) if args.adapter else None, args.device, dtype))
+        versus = Backend(ModelSpec(args.base, str(args.versus), args.device, dtype)) if args.versus else None
     task_name = get_task(args.task).name if args.task else None
     task, method = backend.defaults(task_name, get_method(args.method) if args.method else None)
     if args.screenshot is not None:

@@ -18,7 +18,7 @@ from retune_tui.tasks import Method
 
 @pytest.mark.parametrize("argv, words", [
     (["missing.jsonl"], "no such trace file"),
-    (["--adapter", "."], "--adapter needs --base"),
+    (["--adapter", "."], "--adapter needs the --base model it was trained on"),  # no bundled base here
     (["--base", "bundled", "--adapter", "."], "--adapter needs --base"),
     (["--method", "telepathy"], "unknown method"),
     (["--task", "chess"], "unknown task"),
@@ -48,6 +48,17 @@ def test_arguments_build_settings(tmp_path, monkeypatch):
     assert start == Start(trace, "[1, 2]", 2.0, None)
     settings, _ = parse_args(["--base", "some/model", "--device", "cpu"])
     assert settings.backend.model.base == "some/model" and settings.backend.model.device == "cpu"
+
+
+@pytest.mark.bundled
+def test_an_adapter_alone_sits_on_the_base_it_was_trained_on_as_in_solve():
+    from retune_tui import bundled
+
+    adapter = bundled.adapter_dir("parity", "retuning")
+    settings, _ = parse_args(["--adapter", str(adapter), "--versus", str(bundled.adapter_dir("parity", "baseline"))])
+    assert settings.backend.model.base == bundled.base_for(adapter) and settings.backend.model.adapter == str(adapter)
+    assert settings.versus.model.base == settings.backend.model.base
+    assert settings.backend.model.dtype == "float32"  # the bundled base runs as the bundled model does
 
 
 def test_make_app_is_the_app():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import torch
 from tiny_models import tiny_model
 
-from retune_tui.errors import InputError
+from retune_tui.errors import InputError, UserError
 from retune_tui.train import dataset as ds
 from retune_tui.train.config import build_config, read_recipe
 from retune_tui.train.run import last_checkpoint, train
@@ -535,6 +536,27 @@ def test_a_finished_run_run_again_is_left_as_it_was(base, tmp_path):
     assert (tmp_path / "run" / "retune.json").read_text() == manifest
     further = train(quick(base, tmp_path / "run", max_steps=30, save_steps=10), progress=False)
     assert not further.already_done and further.steps == 30 and further.final_loss is not None
+
+
+def test_a_finished_adapter_with_no_checkpoint_is_not_trained_over(base, tmp_path):
+    run = tmp_path / "run"
+    train(quick(base, run, max_steps=4, save_steps=2), progress=False)
+    shutil.rmtree(run / "checkpoints")  # as an adapter copied out of its run, or an average, has none
+    weights = (run / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(InputError, match="holds a finished adapter and no checkpoint"):
+        train(quick(base, run, max_steps=4, save_steps=2), progress=False)
+    assert (run / "adapter_model.safetensors").read_bytes() == weights
+    train(quick(base, run, max_steps=4, save_steps=2, learning_rate=0.02), restart=True, progress=False)
+    assert (run / "adapter_model.safetensors").read_bytes() != weights
+
+
+def test_restart_with_a_bad_setting_leaves_the_run_before_as_it_was(base, tmp_path):
+    run = tmp_path / "run"
+    train(quick(base, run, max_steps=4, save_steps=2), progress=False)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with pytest.raises(UserError):
+        train(quick(base, run, max_steps=4, data=str(tmp_path / "typo.jsonl")), restart=True, progress=False)
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
 
 
 def test_a_data_file_of_another_task_is_refused(tmp_path):

@@ -152,12 +152,12 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     out = config.output_dir
     checkpoints = out / "checkpoints"
     _check_is_a_run(out)
-    if restart and out.exists():  # the run before is gone: its checkpoints, settings and manifest
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        for name in (CONFIG_NAME, MANIFEST_NAME):
-            (out / name).unlink(missing_ok=True)
-    _check_previous_run(config, out)
-    resume = last_checkpoint(checkpoints)
+    resume = None if restart else last_checkpoint(checkpoints)
+    if not restart:
+        _check_previous_run(config, out)
+        if resume is None and (out / MANIFEST_NAME).exists():
+            raise InputError(f"{out} holds a finished adapter and no checkpoint to continue from; choose another "
+                             "--out, or --restart to train it again in its place")
     if require_checkpoint and resume is None:
         raise InputError(f"--resume: {checkpoints} holds no complete checkpoint to continue from")
 
@@ -189,6 +189,11 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
         raise InputError(f"position_gap, position_stride: the longest example ({longest} tokens) moved on by "
                          f"{config.position_gap} and spaced by {config.position_stride} passes the model's "
                          f"{limit} positions")
+
+    if restart and out.exists():  # every check has passed: the run before goes (checkpoints, settings, manifest)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        for name in (CONFIG_NAME, MANIFEST_NAME):
+            (out / name).unlink(missing_ok=True)
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     per_step = config.micro_batch * config.accumulation * world

@@ -45,6 +45,26 @@ def _show_results(runs, settings: dict[str, Any], plot: Path | None, details: bo
         console.print(f"[dim]plot: {plot}[/dim]")
 
 
+def _earlier_failures(folder: Path) -> dict[Path, int]:
+    """The failure files a run before left in ``folder``, each with its inode."""
+    from retune_tui.evaluate import TEACHER_WRONG
+
+    found = [*folder.glob("*-failures.rank*.jsonl"), *folder.glob(f"*{TEACHER_WRONG}")]
+    return {path: path.stat().st_ino for path in found}
+
+
+def _remove_unreplaced(earlier: dict[Path, int]) -> None:
+    """The folder's failure files are replaced as a whole: those of the run before that this one
+    did not write again (same inode: every file is written anew, atomically) go. Only once this run
+    has results, so a run that fails or stops with nothing finished leaves the old ones."""
+    for path, inode in earlier.items():
+        try:
+            if path.stat().st_ino == inode:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+
+
 @app.command("eval")
 @guarded
 def eval_command(
@@ -95,7 +115,7 @@ def eval_command(
     import time
 
     from retune_tui import bundled
-    from retune_tui.evaluate import TEACHER_WRONG, EvalConfig, Interrupted, count_problems, run_eval
+    from retune_tui.evaluate import EvalConfig, Interrupted, count_problems, run_eval
     from retune_tui.evaluate.report import write_results
     from retune_tui.files import check_distinct, check_folder, check_output
     from retune_tui.render import progress_bar
@@ -113,11 +133,9 @@ def eval_command(
         if failures.exists() and not failures.is_dir():
             raise InputError(f"--failures {failures} is a file; give a folder")
         check_folder(failures, "--failures")
-        earlier = [*failures.glob("*-failures.rank*.jsonl"), *failures.glob(f"*{TEACHER_WRONG}")]
+        earlier = _earlier_failures(failures)
         if earlier and not overwrite:
             raise InputError(f"--failures {failures} already holds failed traces; pass --overwrite to replace them")
-        for path in earlier:  # replaced as a whole: none left from a run before that this one would not write
-            path.unlink()
     if base == "oracle":
         oracle, base = True, None
     adapters = [str(a) for a in adapter or []]
@@ -158,6 +176,8 @@ def eval_command(
             runs, interrupted = [run for run in stop.results if run.sizes], True
             if not runs:  # nothing finished (a batch's problems end together): nothing to write
                 raise KeyboardInterrupt from None
+    if failures is not None:
+        _remove_unreplaced(earlier)
     if int(__import__("os").environ.get("RANK", 0)) != 0:
         return
     settings = {

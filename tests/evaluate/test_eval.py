@@ -243,6 +243,15 @@ def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
     assert len(file_examples(str(tmp_path / "forced" / "full-teacher-wrong.jsonl"), "parity", "baseline")) == wrong
     again = runner.invoke(app, ["eval", "--model", str(full), *one, "--failures", str(tmp_path / "forced")])
     assert again.exit_code == 2 and "already holds failed traces" in again.output
+    folder = tmp_path / "forced"
+    bad = runner.invoke(app, ["eval", "--model", str(full), *one, "--sizes", "two", "--failures", str(folder),
+                              "--overwrite"])
+    assert bad.exit_code == 2 and (folder / "full-teacher-wrong.jsonl").exists()  # a run that fails keeps them
+    (folder / "other-failures.rank0.jsonl").write_text("")  # as a run of another adapter leaves
+    replaced = runner.invoke(app, ["eval", "--model", str(full), *one, "--sizes", "2", "--teacher-n", "4",
+                                   "--failures", str(folder), "--overwrite", "--out", str(tmp_path / "again.json")])
+    assert replaced.exit_code == 0, replaced.output
+    assert sorted(p.name for p in folder.iterdir()) == ["full-failures.rank0.jsonl", "full-teacher-wrong.jsonl"]
     none = runner.invoke(app, ["eval", "--model", str(full), *one, "--teacher-n", "0"])
     assert none.exit_code == 2 and "--teacher-n must be at least 1" in none.output
 

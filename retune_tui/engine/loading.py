@@ -198,6 +198,10 @@ def load_base(spec: ModelSpec, device: Any, dtype: Any) -> Any:
         raise UserError(f"{spec.base} holds only pickled weights (.bin), which can run code when loaded; "
                         "convert them to safetensors, or pass --allow-pickle if you trust them")
     check_exists(spec.base)
+    if (local / "adapter_config.json").is_file() and not (local / "config.json").is_file():
+        # transformers would load the base the adapter names, a path relative to where it was trained
+        raise UserError(f"{spec.base} is a LoRA adapter, not a model: pass it with --adapter (and --base, the "
+                        "model it was trained on)")
     if local.is_dir() and sum(f.stat().st_size for f in local.glob("*.safetensors")) < SMALL_WEIGHTS:
         from transformers.utils import logging as hf_logging
 

@@ -171,6 +171,12 @@ def test_a_file_given_as_a_model_or_an_adapter_is_one_line(saved, tmp_path):
         load_model(ModelSpec(str(base), adapter=str(tmp_path / "x.jsonl"), device="cpu"))
 
 
+def test_an_adapter_given_as_the_model_is_one_line(saved):
+    _, _, adapter, *_ = saved
+    with pytest.raises(UserError, match="is a LoRA adapter, not a model: pass it with --adapter"):
+        load_model(ModelSpec(str(adapter), device="cpu"))
+
+
 def test_a_hub_name_that_cannot_be_downloaded_is_one_line_at_once(monkeypatch):
     import socket
 

@@ -59,6 +59,8 @@ def staged_into(folder: Path) -> Iterator[Path]:
     staging.mkdir()
     yield staging
     for path in staging.iterdir():
+        if path.is_file():  # safetensors writes its files for the owner alone
+            os.chmod(path, _mode_for(folder / path.name))
         os.replace(path, folder / path.name)
     staging.rmdir()
 

@@ -180,6 +180,20 @@ def test_an_existing_output_is_kept_unless_overwrite_and_new_files_follow_the_um
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o644  # readable by others, as any file the user makes
 
 
+def test_a_folder_of_files_written_at_once_follows_the_umask(tmp_path):
+    from safetensors.torch import save_file
+
+    from retune_tui.files import staged_into
+
+    old = os.umask(0o022)
+    try:
+        with staged_into(tmp_path / "adapter") as staging:
+            save_file({"w": __import__("torch").zeros(2)}, staging / "adapter_model.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "adapter" / "adapter_model.safetensors").stat().st_mode) == 0o644
+
+
 def test_no_output_is_written_over_another_output_or_over_an_input_even_with_overwrite(tmp_path):
     problems = tmp_path / "p.txt"
     problems.write_text("1 + 2\n")

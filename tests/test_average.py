@@ -95,6 +95,7 @@ def test_the_command_writes_an_adapter_and_refuses_to_replace_one(base, tmp_path
     ("weights", "--weights has 3 values for 2 adapters"),
     ("negative", "--weights must be positive"),
     ("into-itself", "is one of the adapters being averaged"),
+    ("twice", "an adapter is given twice"),
     ("a-run-folder", "holds other files than an adapter's (loss.jsonl)"),
     ("broken-config", "is not a LoRA config"),
 ])
@@ -109,6 +110,8 @@ def test_bad_input_is_one_line(base, tmp_path, case, message):
     paths, weights, out = [one, other], None, tmp_path / "avg"
     if case == "one":
         paths = [one]
+    if case == "twice":
+        paths = [one, tmp_path / "." / "one"]
     if case == "weights":
         weights = [1.0, 2.0, 3.0]
     if case == "negative":

@@ -66,6 +66,8 @@ def average_adapters(paths: list[Path], out: Path, weights: list[float] | None =
                      overwrite: bool = False) -> AverageResult:
     """Write to ``out`` the adapter whose update is the weighted mean of those in ``paths``."""
     weights = _normalised(weights, len(paths))
+    if len({Path(p).resolve() for p in paths}) < len(paths):
+        raise InputError("an adapter is given twice (to weigh one more, use --weights)")
     _check_out(out, paths, overwrite)
     adapters = [_read_adapter(Path(p)) for p in paths]
     _check_compatible(adapters)

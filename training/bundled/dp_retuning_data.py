@@ -32,6 +32,13 @@ appears 20 times, every other tie decision 3 times and every 5-element combinati
 examples, 11% of them 5-element tie decisions; 20 seconds): the faults the fourth stage's
 adapter left.
 
+``dp-retuning-ties45.jsonl`` (``training/experiments/dp-ties45-cpu.toml``): 8,000 other problems,
+in which every tie decision on a 4- or 5-element array appears 12 times, every other decision on
+a usable first item of a 4-element array 4 times (teacher-forced on 2,000 fresh 4-element
+problems, the fifth stage's adapter got 18 of those decisions wrong, 15 of them at a tie), every
+other tie decision 3 times and every 4- or 5-element combination 4 times: the faults the fifth
+stage's adapter left, now as many at 4 elements as at 5.
+
 Each file is the same byte for byte on every run (fixed seeds).
 """
 
@@ -46,7 +53,8 @@ from retune_tui.tasks.protocol import call_stop, returned_values
 from retune_tui.train import dataset as ds
 
 SIZE = 5
-FILES = {"gpu3": "dp-retuning-focus.jsonl", "gpu4": "dp-retuning-faults.jsonl", "gpu5": "dp-retuning-ties.jsonl"}
+FILES = {"gpu3": "dp-retuning-focus.jsonl", "gpu4": "dp-retuning-faults.jsonl", "gpu5": "dp-retuning-ties.jsonl",
+         "ties45": "dp-retuning-ties45.jsonl"}
 
 
 def is_focus(ex: ds.TextExample) -> bool:
@@ -104,6 +112,37 @@ def tie_examples(problems: int = 30000, tie5_times: int = 20, tie_times: int = 3
     return examples + extra
 
 
+def is_usable_decision(ex: ds.TextExample) -> bool:
+    """A "chosen indices" call deciding on a usable first item (a tie or not)."""
+    if not ex.prompt.startswith("Create"):
+        return False
+    problem = get_task("dp").parse(ex.prompt)
+    return isinstance(problem, DPChosen) and problem.can_use and call_stop(ex.completion) is not None
+
+
+def is_combination(ex: ds.TextExample) -> bool:
+    """The combination of a dp array with what its call returned."""
+    return (ex.prompt.startswith("Create dp array") and bool(returned_values(ex.prompt)))
+
+
+def tie45_examples(problems: int = 8000, seed: int = 89) -> list[ds.TextExample]:
+    """Oracle examples of ``problems`` problems, the decisions and combinations of 4- and
+    5-element arrays repeated (the module's docstring says how often)."""
+    examples = ds.oracle_examples("dp", "retuning", (2, 5), problems, seed, True)
+    extra = []
+    for ex in examples:
+        if is_tie(ex):
+            times = 12 if ex.size >= SIZE - 1 else 3
+        elif is_usable_decision(ex) and ex.size == SIZE - 1:
+            times = 4
+        elif is_combination(ex) and ex.size >= SIZE - 1:
+            times = 4
+        else:
+            times = 1
+        extra += [ex] * (times - 1)
+    return examples + extra
+
+
 def write(path: Path, examples: list[ds.TextExample]) -> None:
     part = path.with_name(path.name + ".part")
     ds.write_examples(part, examples)
@@ -143,6 +182,11 @@ def main() -> None:
         print(f"tie decisions {sum(is_tie(ex) for ex in examples) / len(examples):.1%} of them "
               f"({ties5 / len(examples):.1%} on 5-element arrays), 5-element combinations "
               f"{sum(is_long_combination(ex) for ex in examples) / len(examples):.1%}")
+    if "ties45" in stages:
+        examples = tie45_examples()
+        write(out / FILES["ties45"], examples)
+        ties = sum(is_tie(ex) and ex.size >= SIZE - 1 for ex in examples)
+        print(f"tie decisions on 4- and 5-element arrays {ties / len(examples):.1%} of them")
 
 
 if __name__ == "__main__":

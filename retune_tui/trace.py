@@ -284,13 +284,21 @@ class Trace:
             self.finished = event
 
     def _check_fits(self, event: Event) -> None:
-        """A node opens once, under a parent already open; every other node event needs its
-        node open. (So the tree has no cycles, whatever a file holds.)"""
+        """A node opens once: node 0 as the root (depth 0, no parent), any other under a parent
+        already open, one level below it; every other node event needs its node open. (So the
+        tree has one root and no cycles, whatever a file holds.)"""
         if isinstance(event, NodeOpened):
             if event.node in self.nodes:
                 raise EventOrderError(f"node {event.node} opened twice")
-            if event.parent is not None and event.parent not in self.nodes:
+            if event.node == 0 or event.parent is None:
+                if (event.node, event.parent, event.depth) != (0, None, 0):
+                    raise EventOrderError(f"node {event.node} opened with parent {event.parent} at depth "
+                                          f"{event.depth}; only node 0 is a root, at depth 0")
+            elif event.parent not in self.nodes:
                 raise EventOrderError(f"node {event.node} opened under node {event.parent}, which is not open")
+            elif event.depth != self.nodes[event.parent].depth + 1:
+                raise EventOrderError(f"node {event.node} opened at depth {event.depth} under node {event.parent} "
+                                      f"at depth {self.nodes[event.parent].depth}")
         elif isinstance(event, (TextGenerated, CallIssued, ValueReturned, NodeClosed)):
             if event.node not in self.nodes:
                 raise EventOrderError(f"{event.kind} for node {event.node}, which is not open")

@@ -121,13 +121,24 @@ def test_a_file_without_a_tree_holds_no_trace(tmp_path, content):
         read_traces(path)
 
 
-def test_a_node_is_its_own_parent_or_opened_twice(tmp_path):
+def test_a_node_is_its_own_parent_or_opened_twice_or_out_of_its_place(tmp_path):
     opened = {"event": "node_opened", "tree": 0, "t": 0, "node": 0, "parent": None, "depth": 0, "prompt": "p"}
-    for second in ({**opened, "node": 1, "parent": 1}, opened):
+    for second in ({**opened, "node": 1, "parent": 1}, opened,
+                   {**opened, "node": 1},  # a second root
+                   {**opened, "node": 1, "parent": 0, "depth": 10**10}):  # not one level below its parent
         path = tmp_path / "loop.jsonl"
         path.write_text(json.dumps(opened) + "\n" + json.dumps(second) + "\n")
         with pytest.raises(TraceFileError, match=r"loop.jsonl:2: events out of order or missing"):
             read_traces(path)
+
+
+@pytest.mark.parametrize("first", [{"node": 5}, {"depth": 10**10}, {"parent": 3}])
+def test_a_tree_starts_at_node_0_at_depth_0(tmp_path, first):
+    opened = {"event": "node_opened", "tree": 0, "t": 0, "node": 0, "parent": None, "depth": 0, "prompt": "p"}
+    path = tmp_path / "root.jsonl"
+    path.write_text(json.dumps({**opened, **first}) + "\n")
+    with pytest.raises(TraceFileError, match=r"root.jsonl:1: events out of order or missing"):
+        read_traces(path)
 
 
 def test_an_export_is_not_taken_for_a_trace(tmp_path):

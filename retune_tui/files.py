@@ -99,6 +99,14 @@ def check_distinct(outputs: dict[str, str | Path | None], inputs: Sequence[str |
         seen[where] = option
 
 
+def is_folder(path: str | Path) -> bool:
+    """``path`` is a folder; False, not an error, for a name the system refuses (too long, say)."""
+    try:
+        return Path(path).is_dir()
+    except OSError:
+        return False
+
+
 def check_folder(folder: str | Path, option: str) -> None:
     """``folder`` is, or can be made, a writable directory."""
     folder = Path(folder)

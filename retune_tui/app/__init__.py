@@ -172,4 +172,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except UserError as exc:
         print(f"retune-tui: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a path the system refuses outright (a name too long, say)
+        print(f"retune-tui: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)
     print(f"saved {start.screenshot}")

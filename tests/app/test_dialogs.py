@@ -81,6 +81,8 @@ def test_a_path_that_cannot_be_written_is_said_in_the_dialog(tui, app_factory, t
             assert hint == f"{tmp_path} is a folder; give a file name"
             hint = await enter_path(pilot, None, a_file / "x.jsonl")
             assert hint == f"cannot write {a_file / 'x.jsonl'}: {a_file} is a file, not a folder"
+            hint = await enter_path(pilot, None, tmp_path / ("a" * 300 + ".jsonl"))
+            assert hint == "cannot use that name: File name too long"
             await pilot.press("escape")
 
     tui.run(body())

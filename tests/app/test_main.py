@@ -28,11 +28,12 @@ from retune_tui.tasks import Method
     (["--screenshot", "x.svg"], "--screenshot needs"),
     (["tests"], "tests is a folder; give a trace file"),
     (["--overwrite"], "--overwrite is for --screenshot"),
+    (["a" * 300 + ".jsonl"], "File name too long"),
 ])
-def test_bad_arguments_are_one_line_and_exit_2(argv, words, capsys):
+def test_bad_arguments_are_one_line_and_exit_non_zero(argv, words, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
-    assert exit_.value.code == 2
+    assert exit_.value.code == (1 if "long" in words else 2)
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1 and "Traceback" not in err
 

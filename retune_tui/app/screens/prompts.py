@@ -16,6 +16,7 @@ from retune_tui.app.export import output_problem
 from retune_tui.app.jobs import Settings, backend_name
 from retune_tui.engine.loading import ModelSpec, check_device_name
 from retune_tui.errors import InputError
+from retune_tui.files import is_folder
 from retune_tui.solving import Backend
 
 
@@ -59,10 +60,13 @@ class PathScreen(ModalScreen[Path | None]):
         if not text:
             return
         path = Path(text).expanduser()
-        problem = self.problem(path)
+        try:
+            problem, exists = self.problem(path), path.exists()
+        except OSError as exc:  # a name the system refuses outright (too long, say)
+            problem, exists = f"cannot use that name: {exc.strerror or exc}", False
         if problem is not None:
             self.say(problem, error=True)
-        elif self.purpose == "write" and path.exists() and path != self._replace:
+        elif self.purpose == "write" and exists and path != self._replace:
             self._replace = path
             self.say(f"{path} exists: Enter again replaces it (or change the name)", error=True)
         else:
@@ -130,7 +134,7 @@ class SettingsScreen(ModalScreen[Settings | None]):
         except InputError as exc:
             raise InputError(f"device: {exc}") from None
         for name, path in (("adapter", adapter), ("second adapter", versus)):
-            if path and not Path(path).expanduser().is_dir():
+            if path and not is_folder(Path(path).expanduser()):
                 raise InputError(f"{name}: no such directory {path}")
         if base in ("", "oracle", "bundled"):
             if adapter or versus:

@@ -70,6 +70,9 @@ def test_the_cursor_follows_until_the_user_moves(tui, app_factory):
             assert lane.cursor_key == (0, 1)  # followed to the child just opened
             await pilot.press("up")  # the user moves: following stops
             assert lane.cursor_key == (0, 0) and not lane.follow
+            lane.follow = True
+            await pilot.press("shift+down")  # so does a move to a sibling
+            assert not lane.follow
             app.run_view.step()
             await tui.settle(pilot, until=lambda: calls() == 2)
             await pilot.pause(0.1)

@@ -223,6 +223,34 @@ def test_search_keeps_ancestors_and_escape_clears(tui, app_factory, trace_file):
     tui.run(body())
 
 
+def test_the_selected_node_stays_selected_through_a_search(tui, app_factory, trace_file):
+    path = trace_file("48213 + 90771", "[3, -2, 5]")
+
+    async def body():
+        app = app_factory(path)
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await tui.settle(pilot)
+            lane = app.run_view.lanes[0]
+            lane.go_to((0, 3))
+            await pilot.pause()
+            app.filter_lanes("13 + 71")  # (0, 3) itself matches: it stays selected
+            await pilot.pause()
+            assert lane.cursor_key == (0, 3)
+            app.filter_lanes("")  # cleared: the tree whole again, the cursor where it was
+            await pilot.pause()
+            assert lane.cursor_key == (0, 3)
+            lane.go_to((1, 2))
+            await pilot.pause()
+            app.filter_lanes("13 + 71")  # hides (1, 2) and its tree: the cursor goes to what is left
+            await pilot.pause()
+            assert lane.cursor_key in keys_shown(lane)
+            app.filter_lanes("Create dp array [3")  # hides (1, 2) only: its nearest ancestor shown
+            await pilot.pause()
+            assert (1, 2) not in keys_shown(lane) and lane.cursor_key == (1, 1)
+
+    tui.run(body())
+
+
 def test_a_new_run_closes_the_search_of_the_old_tree(tui, app_factory, trace_file):
     path = trace_file("48213 + 90771")
 

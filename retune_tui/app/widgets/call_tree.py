@@ -150,13 +150,20 @@ class CallTree(Tree[Key]):
             self.call_after_refresh(self._move_to, self._live)
 
     def rebuild(self) -> None:
-        """Redraw every node from the model (after the search text changed)."""
+        """Redraw every node from the model (after the search text changed); the cursor stays
+        on its node, or where the search hides it, on its nearest ancestor still shown."""
+        selected = self.cursor_key
         self.clear()
         self._shown.clear()
         for key in self.keys():
             if self._shows(key):
                 self._ensure(key)
         self._dirty.clear()
+        while selected is not None and selected not in self._shown:
+            parent = self.traces[selected[0]].nodes[selected[1]].parent
+            selected = None if parent is None else (selected[0], parent)
+        if selected is not None:
+            self.go_to(selected)
 
     def keys(self) -> list[Key]:
         """Every node of the lane in display order."""
@@ -330,9 +337,25 @@ class CallTree(Tree[Key]):
         self._user_moved()
         super().action_cursor_parent()
 
+    def action_cursor_parent_next_sibling(self) -> None:
+        self._user_moved()
+        super().action_cursor_parent_next_sibling()
+
+    def action_cursor_previous_sibling(self) -> None:
+        self._user_moved()
+        super().action_cursor_previous_sibling()
+
+    def action_cursor_next_sibling(self) -> None:
+        self._user_moved()
+        super().action_cursor_next_sibling()
+
     def action_toggle_node(self) -> None:
         self._user_moved()
         super().action_toggle_node()
+
+    def action_toggle_expand_all(self) -> None:
+        self._user_moved()
+        super().action_toggle_expand_all()
 
     def on_click(self, event: events.Click) -> None:
         self._user_moved()

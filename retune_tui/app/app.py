@@ -137,7 +137,18 @@ class RetuneApp(App[None]):
 
     # --- running --------------------------------------------------------------------------
 
-    async def start(self, job: Job) -> None:
+    def _drop_loading(self) -> None:
+        """Forget a trace file still being read: what the user did since comes first."""
+        if self._loader is not None:
+            self._loader.cancel()
+            self._loader = self._loading = None
+            self.refresh_summary()
+
+    async def start(self, job: Job, *, read: bool = False) -> None:
+        """Show ``job``'s lanes and run it; ``read``: it replays the trace file just read (any
+        other start supersedes a file still being read)."""
+        if not read:
+            self._drop_loading()
         self.last_job = job
         self._lane = None
         self._note = self._hint = ""
@@ -240,6 +251,7 @@ class RetuneApp(App[None]):
             self.run_view.step()
 
     def action_stop(self) -> None:
+        self._drop_loading()
         self.run_view.stop()
 
     async def action_again(self) -> None:
@@ -279,7 +291,8 @@ class RetuneApp(App[None]):
             return
         path = self._loading
         if event.state == WorkerState.SUCCESS and path is not None:
-            await self.start(replay_job(event.worker.result, replay_speed=self.replay_speed, title=path.name))
+            await self.start(replay_job(event.worker.result, replay_speed=self.replay_speed, title=path.name),
+                             read=True)
         elif event.state == WorkerState.ERROR:
             error = event.worker.error
             self._note = one_line(error)

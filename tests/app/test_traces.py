@@ -201,6 +201,32 @@ def test_first_fault_is_highlighted_and_errors_are_found(tui, app_factory, trace
     tui.run(body())
 
 
+def test_a_run_started_while_a_trace_file_is_read_is_not_replaced_by_it(tui, app_factory, trace_file,
+                                                                          monkeypatch):
+    import threading
+
+    import retune_tui.app.app as app_module
+
+    path = trace_file("1 0 1 1")
+    release = threading.Event()
+    read = app_module.read_trace_file
+    monkeypatch.setattr(app_module, "read_trace_file", lambda p: release.wait(10) and read(p))
+
+    async def body():
+        app = app_factory()
+        async with app.run_test(size=tui.SIZE) as pilot:
+            app.open_trace(path)  # a big file, or a slow disk
+            assert app.loading
+            app.problem_bar.set_text("12 + 34")
+            await app.solve(compare=False)
+            assert not app.loading
+            release.set()  # the file is read only now
+            await tui.settle(pilot)
+            assert app.last_job.kind == "solve" and app.run_view.job.problem == "12 + 34"
+
+    tui.run(body())
+
+
 def test_search_keeps_ancestors_and_escape_clears(tui, app_factory, trace_file):
     path = trace_file("48213 + 90771", "[3, -2, 5]")
 

@@ -254,6 +254,17 @@ def test_report_refuses_a_file_twice_and_a_file_of_no_runs(tmp_path):
     assert "holds no evaluated runs" in invoke("report", str(empty)).output
     twice = invoke("report", str(empty), str(empty))
     assert twice.exit_code == 2 and "named twice" in twice.output
+    spelled_twice = invoke("report", str(empty), str(tmp_path / "." / "e.json"))
+    assert spelled_twice.exit_code == 2 and "named twice" in spelled_twice.output
+    run = {"label": "a", "task": "parity", "method": "retuning", "trained": [1, 3],
+           "sizes": [{"size": 2, "n": 4, "correct": 4}]}
+    for field, value in (("sizes", [{"size": None, "n": 4, "correct": 4}]),  # as a hand-edited file may hold
+                         ("sizes", [{"size": 2, "n": "4", "correct": 4}]), ("faults", [{"size": 2, "kind": "call"}])):
+        edited = tmp_path / "edited.json"
+        edited.write_text(json.dumps({"runs": [{**run, field: value}]}))
+        refused = invoke("report", str(edited))
+        assert refused.exit_code == 1 and "is not a `retune eval` results file" in refused.output, refused.output
+        assert "Traceback" not in refused.output
     other = tmp_path / "o.json"
     other.write_text('{"some": "json"}')
     assert "is not a `retune eval` results file (no 'runs' field)" in invoke("report", str(other)).output

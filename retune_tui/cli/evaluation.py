@@ -216,7 +216,7 @@ def report_command(
     check_distinct({"plot": plot, "markdown": markdown}, inputs=results)
 
     runs, settings = [], {}
-    if len(set(results)) < len(results):
+    if len({path.resolve() for path in results}) < len(results):
         raise InputError("a results file is named twice")
     by_file = []
     for path in results:

@@ -18,9 +18,17 @@ def write_results(path: Path, runs: list[RunResult], settings: dict[str, Any]) -
 
 
 def read_results(path: Path) -> tuple[list[RunResult], dict[str, Any]]:
+    """The runs and settings of a results file, checked by drawing every table of it once (so a
+    hand-edited field of the wrong shape is one line here, not a traceback while rendering)."""
     try:
         data = json.loads(Path(path).read_text())
-        return [RunResult.from_json(r) for r in data["runs"]], data.get("settings", {})
+        runs = [RunResult.from_json(r) for r in data["runs"]]
+        accuracy_tables(runs)
+        for run in runs:
+            faults_table(run)
+            detours_table(run)
+            teacher_tables(run)
+        return runs, data.get("settings", {})
     except OSError as exc:
         raise UserError(f"cannot read results {path}: {exc.strerror}") from None
     except KeyError as exc:

@@ -55,24 +55,27 @@ def trace_tree(trace: Trace) -> Tree:
     return tree
 
 
-def trace_summary(trace: Trace) -> Text:
+def trace_summary(trace: Trace, live: bool = True) -> Text:
+    """The answer checked against the ground truth, and what it took (``live``: the run is
+    still going; a saved trace with no answer was stopped before one)."""
     fin = trace.finished
     if fin is None:
-        return Text("running…", style="yellow")
+        return Text("running…", style="yellow") if live else Text("stopped before an answer", style="bold magenta")
     verdict = {True: ("correct", "bold green"), False: ("wrong", "bold red")}.get(fin.correct, ("?", "white"))
     text = Text.assemble("answer ", (fin.shown_value, "bold"), "  expected ", (str(trace.expected), "bold"),
                          "  ", verdict)
     off_path = detour_note(trace, trace_fault(trace))
     if off_path:
         text.append(f" ({off_path})", style="yellow")
-    text.append(f"   {len(trace.nodes)} contexts, {fin.tokens} tokens, {fin.seconds:.3f}s", style="dim")
+    contexts = f"{len(trace.nodes)} context" + ("s" if len(trace.nodes) != 1 else "")
+    text.append(f"   {contexts}, {fin.tokens} tokens, {fin.seconds:.3f}s", style="dim")
     if fin.error:
         text.append(f"\n{fin.error}", style="red")
     return text
 
 
-def trace_view(trace: Trace) -> RenderableType:
-    return Group(trace_tree(trace), trace_summary(trace))
+def trace_view(trace: Trace, live: bool = True) -> RenderableType:
+    return Group(trace_tree(trace), trace_summary(trace, live))
 
 
 def progress_bar(label: str) -> Progress:

@@ -31,6 +31,10 @@ def test_solve_with_the_oracle_prints_tree_and_answer(tmp_path):
     assert shown.exit_code == 0 and "answer 94638" in shown.output
     as_json = json.loads(invoke("trace", "show", str(save), "--json").output)
     assert as_json[0]["value"] == "94638" and as_json[0]["root"]["children"][0]["prompt"] == "3199 + 1439\nSolution: "
+    stopped = tmp_path / "stopped.jsonl"  # a run stopped before its answer (the TUI's s, then w)
+    stopped.write_text("".join(line + "\n" for line in save.read_text().splitlines()[:-3]))
+    shown = invoke("trace", "show", str(stopped))
+    assert shown.exit_code == 0 and "stopped before an answer" in shown.output and "running" not in shown.output
 
 
 @pytest.mark.parametrize("method", ["baseline", "scratchpad", "retuning"])

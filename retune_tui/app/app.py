@@ -427,7 +427,8 @@ class RetuneApp(App[None]):
                     self.problem_bar.choose(task, method)
             self.settings = settings
             self.sub_title = backend_name(settings.backend)
-            self.notify(f"model: {self.sub_title} (used from the next run)", timeout=4)
+            self.notify(f"model: {self.sub_title} (from the next problem solved; r repeats the last run as it was)",
+                        timeout=4)
 
         self.push_screen(SettingsScreen(self.settings), chosen)
 

@@ -116,4 +116,4 @@ def trace_show(
 
     console = Console()
     for t in traces:
-        console.print(trace_view(t))
+        console.print(trace_view(t, live=False))

@@ -116,4 +116,6 @@ def trace_show(
 
     console = Console()
     for t in traces:
+        if len(traces) > 1:  # the id --tree takes
+            console.print(f"[dim]tree {t.tree}[/dim]")
         console.print(trace_view(t, live=False))

@@ -290,6 +290,12 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     (dict(prompt_filler=-1), "prompt_filler: must be >= 0"),
     (dict(position_gap=-5), "position_gap: must be >= 0"),
     (dict(position_stride=0.5), "position_stride: must be in \\[1, 8\\]"),
+    (dict(lengths=[1, 2, 3]), "lengths: expected two whole numbers"),
+    (dict(lengths=[1.5, 3]), "lengths: expected two whole numbers"),
+    (dict(repeat_long=[5]), "repeat_long: expected two whole numbers"),
+    (dict(lora_targets=[1, 2]), "lora_targets: expected names"),
+    (dict(warmup=2.5), "warmup: a fraction of the steps"),
+    (dict(max_grad_norm=-1.0), "max_grad_norm: must be >= 0"),
 ])
 def test_bad_settings_name_the_field(base, tmp_path, settings, message):
     with pytest.raises(InputError, match=message):

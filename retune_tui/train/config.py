@@ -125,6 +125,11 @@ class TrainConfig:
             raise InputError(f"curriculum: must be in [0, 1], got {self.curriculum}")
         if self.warmup < 0:
             raise InputError(f"warmup: must be >= 0, got {self.warmup}")
+        if self.warmup >= 1 and self.warmup != int(self.warmup):
+            raise InputError(f"warmup: a fraction of the steps (< 1) or a whole number of steps, got {self.warmup}")
+        for name in ("weight_decay", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.epochs is not None and self.epochs <= 0:
             raise InputError(f"epochs: must be positive, got {self.epochs}")
         if self.max_minutes is not None and self.max_minutes <= 0:
@@ -178,6 +183,11 @@ def _check_types(config: TrainConfig) -> None:
         allowed = _TYPES.get(kind, (object,))
         if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
             raise InputError(f"{f.name}: expected {kind}, got {value!r}")
+        if annotation.startswith("tuple[int, int]") and (
+                len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in value)):
+            raise InputError(f"{f.name}: expected two whole numbers like [2, 5], got {list(value)!r}")
+        if annotation.startswith("list[str]") and any(not isinstance(v, str) for v in value):
+            raise InputError(f"{f.name}: expected names (strings), got {value!r}")
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:

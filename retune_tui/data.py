@@ -10,6 +10,7 @@ its own seeded RNG, so a data set is the same whatever the number of worker proc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -155,10 +156,17 @@ def paper_record(ex: Example) -> str:
     return f'{{"input": {_encode(ex.prompt)}, "output": {_encode(ex.completion)}}}'
 
 
-def _chunk_lines(args: tuple[DataSpec, int, str]) -> list[str]:
-    spec, chunk, fmt = args
+def _chunk_lines(args: tuple[DataSpec, int, str, bool]) -> list[tuple[bytes, str]]:
+    """A chunk's lines, each with the key ``--dedup`` compares (empty unless ``keyed``): a digest
+    of the example's prompt and completion alone, so one example met at two depths is one
+    example, and the same in every worker process (``hash`` of a string is not)."""
+    spec, chunk, fmt, keyed = args
     line = example_line if fmt == "jsonl" else paper_record
-    return [line(ex) for ex in chunk_examples(spec, chunk)]
+    return [(_key(ex) if keyed else b"", line(ex)) for ex in chunk_examples(spec, chunk)]
+
+
+def _key(ex: Example) -> bytes:
+    return hashlib.blake2b(f"{ex.prompt}\0{ex.completion}".encode(), digest_size=16).digest()
 
 
 @dataclass
@@ -188,17 +196,16 @@ def write_dataset(
     """
     check_format(fmt)
     stats = WriteStats()
-    seen: set[int] = set()
-    chunks = [(spec, c, fmt) for c in range(math.ceil(spec.n / CHUNK))]
+    seen: set[bytes] = set()
+    chunks = [(spec, c, fmt, dedup) for c in range(math.ceil(spec.n / CHUNK))]
     workers = workers or min(os.cpu_count() or 1, 8)
     with atomic_open(path) as fh, _pool(workers) as pool:
         first = True
         if fmt == "paper":
             fh.write("[")
-        for (_, chunk, _), lines in zip(chunks, pool.map(_chunk_lines, chunks)):
-            for line in lines:
+        for (_, chunk, _, _), lines in zip(chunks, pool.map(_chunk_lines, chunks)):
+            for key, line in lines:
                 if dedup:
-                    key = hash(line)
                     if key in seen:
                         stats.duplicates += 1
                         continue

@@ -67,6 +67,10 @@ def test_dedup_and_paper_format(tmp_path):
     assert stats.duplicates > 0 and len(records) == stats.examples
     assert len({(r["input"], r["output"]) for r in records}) == len(records)
     assert set(records[0]) == {"input", "output"}
+    lines = tmp_path / "d.jsonl"  # an example met at two depths is one example; across worker processes too
+    as_lines = data.write_dataset(spec(lengths=(1, 2), n=data.CHUNK + 10), lines, dedup=True, workers=2)
+    pairs = [(r["prompt"], r["completion"]) for r in map(json.loads, lines.read_text().splitlines())]
+    assert as_lines.duplicates > 0 and len(set(pairs)) == len(pairs)
 
 
 @pytest.mark.parametrize(("text", "expected"), [("1-15", (1, 15)), ("7", (7, 7)), (" 2 - 5 ", (2, 5))])

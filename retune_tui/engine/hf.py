@@ -18,6 +18,7 @@ engine sees what a loop that re-encodes the whole context sees, for any tokenize
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,7 @@ class _Context:
     generated: list[int] = field(default_factory=list)  # tokens of the current segment
     segment: str = ""  # decoded text of the current segment
     budget: int = 0
+    rng: torch.Generator | None = None  # its own draws when sampling: the same whatever else is in the batch
 
 
 @dataclass
@@ -135,12 +137,14 @@ class HFGenerator:
         self._rows: list[Hashable] = []  # keys of the live batch, in row order
         self._cache: Any = None  # DynamicCache of the live batch
         self._mask: torch.Tensor | None = None  # (B, T) 1 = real column
-        self._rng = torch.Generator(device="cpu").manual_seed(self.sampling.seed)
 
     # --- the Generator protocol ---------------------------------------------------------
 
     def open(self, key: Hashable, text: str, max_new_tokens: int) -> None:
-        self._contexts[key] = _Context(text, pending=self.encode(text), budget=max_new_tokens)
+        rng = None
+        if self.sampling.temperature > 0:  # seeded by the run's seed and the context's key alone
+            rng = torch.Generator(device="cpu").manual_seed(zlib.crc32(repr((self.sampling.seed, key)).encode()))
+        self._contexts[key] = _Context(text, pending=self.encode(text), budget=max_new_tokens, rng=rng)
 
     def extend(self, key: Hashable, text: str, max_new_tokens: int) -> None:
         if key in self._rows:
@@ -192,13 +196,13 @@ class HFGenerator:
         columns = sorted({c for tokens, draft in zip(fed, drafts)
                           for c in range(len(tokens) - len(draft) - 1, len(tokens))})
         logits, start = self._forward(contexts, fed, columns)  # (B, len(columns), vocab)
-        picks = self._sample(logits.float()).cpu().tolist()  # (B, len(columns))
         where = {c: i for i, c in enumerate(columns)}
+        needed = [[where[c] for c in range(len(tokens) - len(draft) - 1, len(tokens))]
+                  for tokens, draft in zip(fed, drafts)]
+        picks = self._sample(logits.float(), needed, contexts)
         finished = []
         for row, (key, ctx, draft) in enumerate(zip(self._rows, contexts, drafts)):
-            n_fed = len(fed[row])
-            row_picks = [picks[row][where[c]] for c in range(n_fed - len(draft) - 1, n_fed)]
-            out[key] = self._take(row, ctx, row_picks, n_fed, draft, start)
+            out[key] = self._take(row, ctx, picks[row], len(fed[row]), draft, start)
             if out[key].done:
                 finished.append(key)
         if finished:
@@ -308,18 +312,21 @@ class HFGenerator:
             ctx.ids += tokens
         return out.logits, start
 
-    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
-        """The next token after every position: greedy, or sampled (B, width, vocab) → (B, width)."""
+    def _sample(self, logits: torch.Tensor, needed: list[list[int]], contexts: list[_Context]) -> list[list[int]]:
+        """Each row's next tokens at the columns it needs (logits: (B, width, vocab)): greedy,
+        or sampled with temperature / top-p from the row's own generator, drawing for those
+        columns alone (so what a context writes does not depend on the other rows)."""
         if self.sampling.temperature == 0:
-            return logits.argmax(dim=-1)
+            best = logits.argmax(dim=-1).cpu().tolist()  # (B, width)
+            return [[best[row][c] for c in columns] for row, columns in enumerate(needed)]
         probs = torch.softmax(logits / self.sampling.temperature, dim=-1).cpu()
         if self.sampling.top_p < 1:
             sorted_probs, order = probs.sort(dim=-1, descending=True)
             outside = sorted_probs.cumsum(-1) - sorted_probs > self.sampling.top_p
             sorted_probs[outside] = 0
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-        flat = probs.reshape(-1, probs.shape[-1])
-        return torch.multinomial(flat, 1, generator=self._rng).view(probs.shape[:-1])
+        return [[int(torch.multinomial(probs[row, c], 1, generator=ctx.rng)) for c in columns]
+                for row, (columns, ctx) in enumerate(zip(needed, contexts))]
 
     def _layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(layer.keys, layer.values) for layer in self._cache.layers]

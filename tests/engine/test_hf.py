@@ -151,8 +151,8 @@ class ScriptedSampling(HFGenerator):
         super().__init__(model, tokenizer, speculate=0)
         self.script = list(script)
 
-    def _sample(self, logits):
-        return torch.tensor([[self.script.pop(0)] for _ in range(logits.shape[0])])
+    def _sample(self, logits, needed, contexts):
+        return [[self.script.pop(0)] for _ in needed]
 
 
 def test_call_stops_at_the_newline_even_inside_a_merged_token():
@@ -193,6 +193,10 @@ def test_sampling_is_seeded():
     runs = [generate(HFGenerator(m, tok, sampling=Sampling(1.0, 0.9, seed=s)), [(0, PROMPTS[0])], 12)[0]
             for s in (1, 1, 2)]
     assert runs[0] == runs[1] != runs[2]
+    # what a context writes depends on the seed and its key, not on what shares its batch
+    together = generate(HFGenerator(m, tok, sampling=Sampling(1.0, 0.9, seed=1)), [(1, PROMPTS[1]), (0, PROMPTS[0])],
+                        12)
+    assert together[0] == runs[0]
 
 
 def test_runner_with_a_random_model_ends_every_problem(model):

@@ -131,6 +131,8 @@ def _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temp
     if base == "oracle":
         if adapter is not None:
             raise InputError("--adapter needs a --base model (the oracle takes no adapter)")
+        if temperature != 0.0 or top_p != 1.0:
+            raise InputError("--temperature and --top-p are for a model; the oracle writes the correct segments")
         return Backend()
     from retune_tui import bundled
 

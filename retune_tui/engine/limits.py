@@ -33,7 +33,7 @@ class Limits:
             value = getattr(self, f.name)
             if f.name == "max_depth" and value is not None and value < 0:
                 raise ValueError(f"max_depth must be 0 (the top context only) or more, got {value}")
-            if f.name != "max_depth" and value is not None and value <= 0:
+            if f.name != "max_depth" and value is not None and not value > 0:  # nan too
                 raise ValueError(f"{f.name} must be positive, got {value}")
 
     def resolve(self, task: Task, problem: Hashable, method: Method) -> Limits:

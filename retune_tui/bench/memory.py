@@ -1,8 +1,10 @@
 """`retune bench memory`: peak GPU memory of one LoRA training step, per method and size.
 
 The step uses the longest example of a problem of the given size, repeated to fill a
-micro-batch: forward, per-example loss, backward, AdamW step on the adapter. On a CPU
-no memory figure is meaningful, so only the sequence lengths are reported.
+micro-batch: forward, cross-entropy over its tokens (retune train's loss, averaged per example
+first, holds the same tensors), backward, AdamW step on the adapter. On a CPU no memory figure
+is meaningful, so only the sequence lengths are reported. A step's seconds are one step's, the
+first of a run's included (CUDA's start-up in it): read memory here, speed elsewhere.
 """
 
 from __future__ import annotations

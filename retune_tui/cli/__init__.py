@@ -8,7 +8,6 @@ them, so `retune --help` answers at once.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -97,9 +96,9 @@ def _limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seco
 
     try:
         return Limits(max_depth, max_calls, max_segment_tokens, max_total_tokens, max_seconds)
-    except ValueError as exc:  # named as the flag the user typed: max_seconds is --max-seconds
-        flag = re.sub(r"\bmax_(\w+?) must", lambda m: f"--max-{m.group(1).replace('_', '-')} must", str(exc))
-        raise InputError(flag) from None
+    except ValueError as exc:  # "max_seconds must …", named as the flag the user typed: --max-seconds
+        field, rest = str(exc).split(" ", 1)
+        raise InputError(f"--{field.replace('_', '-')} {rest}") from None
 
 
 # --- model options ------------------------------------------------------------------------------

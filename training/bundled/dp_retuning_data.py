@@ -69,21 +69,33 @@ def focus_examples(problems: int = 30000, times: int = 28, seed: int = 61) -> li
     return examples + [ex for ex in examples if is_focus(ex) for _ in range(times - 1)]
 
 
+def usable_decision(ex: ds.TextExample) -> DPChosen | None:
+    """The sub-problem of a "chosen indices" call deciding on a usable first item (a tie or not)."""
+    if not ex.prompt.startswith("Create"):
+        return None
+    problem = get_task("dp").parse(ex.prompt)
+    usable = isinstance(problem, DPChosen) and problem.can_use and call_stop(ex.completion) is not None
+    return problem if usable else None
+
+
 def is_tie(ex: ds.TextExample) -> bool:
     """A "chosen indices" call deciding on a usable first item when ``dp[0] == dp[1]``."""
+    problem = usable_decision(ex)
+    return problem is not None and problem.sums[0] == problem.sums[1]
+
+
+def combination(ex: ds.TextExample) -> DPArray | None:
+    """The sub-problem of a dp array's combination with what its call returned."""
     if not ex.prompt.startswith("Create"):
-        return False
+        return None
     problem = get_task("dp").parse(ex.prompt)
-    return (isinstance(problem, DPChosen) and problem.can_use and call_stop(ex.completion) is not None
-            and problem.sums[0] == problem.sums[1])
+    return problem if isinstance(problem, DPArray) and returned_values(ex.prompt) else None
 
 
 def is_long_combination(ex: ds.TextExample) -> bool:
     """The combination of a SIZE-element dp array with what its call returned."""
-    if not ex.prompt.startswith("Create"):
-        return False
-    problem = get_task("dp").parse(ex.prompt)
-    return isinstance(problem, DPArray) and bool(returned_values(ex.prompt)) and len(problem.items) == SIZE
+    problem = combination(ex)
+    return problem is not None and len(problem.items) == SIZE
 
 
 def fault_examples(problems: int = 30000, tie_times: int = 3, combination_times: int = 16,
@@ -112,19 +124,6 @@ def tie_examples(problems: int = 30000, tie5_times: int = 20, tie_times: int = 3
     return examples + extra
 
 
-def is_usable_decision(ex: ds.TextExample) -> bool:
-    """A "chosen indices" call deciding on a usable first item (a tie or not)."""
-    if not ex.prompt.startswith("Create"):
-        return False
-    problem = get_task("dp").parse(ex.prompt)
-    return isinstance(problem, DPChosen) and problem.can_use and call_stop(ex.completion) is not None
-
-
-def is_combination(ex: ds.TextExample) -> bool:
-    """The combination of a dp array with what its call returned."""
-    return (ex.prompt.startswith("Create dp array") and bool(returned_values(ex.prompt)))
-
-
 def tie45_examples(problems: int = 8000, seed: int = 89) -> list[ds.TextExample]:
     """Oracle examples of ``problems`` problems, the decisions and combinations of 4- and
     5-element arrays repeated (the module's docstring says how often)."""
@@ -133,9 +132,9 @@ def tie45_examples(problems: int = 8000, seed: int = 89) -> list[ds.TextExample]
     for ex in examples:
         if is_tie(ex):
             times = 12 if ex.size >= SIZE - 1 else 3
-        elif is_usable_decision(ex) and ex.size == SIZE - 1:
+        elif usable_decision(ex) is not None and ex.size == SIZE - 1:
             times = 4
-        elif is_combination(ex) and ex.size >= SIZE - 1:
+        elif combination(ex) is not None and ex.size >= SIZE - 1:
             times = 4
         else:
             times = 1

@@ -55,6 +55,7 @@ def test_solve_every_method(method):
     (("data", "multiplication", "--problem", "1"), "unknown task"),
     (("data", "addition", "--lengths", "9-2", "--out", "x.jsonl"), "bad length range"),
     (("data", "addition"), "give --out FILE"),
+    (("data", "addition", "--n", "0", "--out", "x.jsonl"), "--n must be at least 1, got 0"),
     (("bench", "inference", "--sizes", "0,5"), "bad sizes"),
     (("solve", "1 + 2", "--out", "x.jsonl", "--model", "oracle"), "--out goes with --file"),
     (("solve",), "give a problem"),
@@ -85,6 +86,16 @@ def test_data_problem_prints_the_golden_records():
     result = invoke("data", "dp", "--method", "retuning", "--problem", "[1, -2, 3]")
     got = {(r["prompt"], r["completion"]) for r in map(json.loads, result.output.splitlines())}
     assert result.exit_code == 0 and got == want
+
+
+def test_data_reweights_unless_told_not_to(tmp_path):
+    made = {}
+    for flag in ("", "--reweight", "--no-reweight"):
+        out = tmp_path / f"d{flag}.jsonl"
+        result = invoke("data", "addition", "--n", "40", "--lengths", "1-6", "--out", str(out), *[flag][:bool(flag)])
+        assert result.exit_code == 0, result.output
+        made[flag] = out.read_text()
+    assert made[""] == made["--reweight"] != made["--no-reweight"]
 
 
 def test_data_file_equals_problem_records(tmp_path):
@@ -241,6 +252,8 @@ def test_a_bad_output_path_is_refused_before_any_work(tmp_path, args, message):
     (("data", "parity", "--problem", "1 0", "--out", "x.jsonl"), "give one of them"),
     (("data", "parity", "--problem", "1 0", "--format", "xml"), "unknown --format 'xml'"),
     (("data", "parity", "--problem", "1 0", "--n", "5"), "--n is for a data set"),
+    (("data", "parity", "--problem", "1 0", "--seed", "3"), "--seed is for a data set"),
+    (("data", "parity", "--problem", "1 0", "--no-reweight"), "--reweight/--no-reweight is for a data set"),
     (("data", "parity", "--out", "x.jsonl", "--workers", "0"), "--workers must be at least 1"),
     (("data", "parity", "--lengths", "2-5000", "--out", "x.jsonl"), "size 5000 is past the largest"),
     (("eval", "--adapter", str(Path(__file__).parent.parent / "assets/adapters/addition-retuning"), "--task",

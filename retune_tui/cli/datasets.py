@@ -28,18 +28,19 @@ def data(
     n: Annotated[
         int | None, typer.Option("--n", "--problems", help=f"Number of top-level problems \\[default: {DEFAULT_N}].")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the random problems.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed of the random problems \\[default: 0].")] = None,
     out: Annotated[Path | None, typer.Option(help="File to write (JSONL, or JSON with --format paper).")] = None,
     problem: Annotated[str | None, typer.Option(help="Print one problem's examples to stdout instead.")] = None,
     fmt: Annotated[
         str, typer.Option("--format", help="jsonl (records with metadata) or paper (the paper's JSON list).")
     ] = "jsonl",
     reweight: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--reweight/--no-reweight", help="Thin long problems and repeat short sub-problems, as the paper did."
+            "--reweight/--no-reweight",
+            help="Thin long problems and repeat short sub-problems, as the paper did \\[default: reweight].",
         ),
-    ] = True,
+    ] = None,
     dedup: Annotated[bool, typer.Option(help="Drop examples identical to an earlier one.")] = False,
     workers: Annotated[int | None, typer.Option(help="Processes making examples (default: one per CPU).")] = None,
     overwrite: OverwriteOpt = False,
@@ -56,8 +57,10 @@ def data(
     if problem is not None:
         if out is not None:
             raise InputError("--problem prints one problem's examples; --out writes a data set: give one of them")
-        ignored = [name for name, given in (("--n", n is not None), ("--lengths", bool(lengths)),
-                                            ("--dedup", dedup), ("--workers", workers is not None)) if given]
+        ignored = [name for name, given in (
+            ("--n", n is not None), ("--lengths", bool(lengths)), ("--seed", seed is not None),
+            ("--reweight/--no-reweight", reweight is not None), ("--dedup", dedup), ("--workers", workers is not None),
+        ) if given]
         if ignored:
             raise InputError(f"{ignored[0]} is for a data set (--out); --problem prints that one problem's examples")
         examples = the_task.oracle_examples(the_task.parse(problem), the_method)
@@ -68,6 +71,8 @@ def data(
         return
     if out is None:
         raise InputError("give --out FILE to write a data set, or --problem TEXT to print one problem's examples")
+    if n is not None and n < 1:
+        raise InputError(f"--n must be at least 1, got {n}")
     check_output(out, overwrite=overwrite)
     if lengths:
         datasets.check_size(datasets.parse_lengths(lengths)[1])
@@ -76,8 +81,8 @@ def data(
         method=the_method,
         lengths=datasets.parse_lengths(lengths) if lengths else the_task.train_lengths,
         n=DEFAULT_N if n is None else n,
-        seed=seed,
-        weighting=datasets.Weighting.paper(the_task.name) if reweight else datasets.Weighting(),
+        seed=0 if seed is None else seed,
+        weighting=datasets.Weighting() if reweight is False else datasets.Weighting.paper(the_task.name),
     )
     from retune_tui.render import progress_bar
 

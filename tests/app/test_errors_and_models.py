@@ -6,6 +6,7 @@ import pytest
 from helpers import ScriptedGenerator
 from textual.widgets import Input
 
+from retune_tui import bundled
 from retune_tui.app.jobs import GeneratorCache
 from retune_tui.app.screens.prompts import SettingsScreen
 from retune_tui.engine.loading import ModelSpec
@@ -103,6 +104,21 @@ def test_model_picker_checks_fields_and_applies(tui, app_factory, tmp_path):
             assert app.settings.backend == Backend(ModelSpec("some/base", str(tmp_path), "auto"))
             assert app.settings.tokens_per_second is None
             assert app.sub_title.startswith("base + ")
+
+    tui.run(body())
+
+
+@pytest.mark.bundled
+def test_the_picker_runs_the_bundled_base_in_float32_as_the_command_line_does(tui, app_factory):
+    async def body():
+        app = app_factory()
+        async with app.run_test(size=tui.SIZE) as pilot:
+            await pilot.press("escape", "t")
+            app.screen.query_one("#base", Input).value = str(bundled.base_dir())
+            app.screen.query_one("#adapter", Input).value = str(bundled.adapter_dir("addition", "retuning"))
+            app.screen.apply()
+            await pilot.pause()
+            assert app.settings.backend.model.dtype == "float32"
 
     tui.run(body())
 

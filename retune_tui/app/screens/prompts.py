@@ -12,6 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from retune_tui import bundled
 from retune_tui.app.export import output_problem
 from retune_tui.app.jobs import Settings, backend_name
 from retune_tui.engine.loading import ModelSpec, check_device_name
@@ -142,8 +143,9 @@ class SettingsScreen(ModalScreen[Settings | None]):
             backend = Backend(bundled=True, device=device or "auto") if base == "bundled" else Backend()
             second = None
         else:
-            backend = Backend(ModelSpec(base, adapter or None, device or "auto"))
-            second = Backend(ModelSpec(base, versus, device or "auto")) if versus else None
+            dtype = bundled.dtype_on(base, "auto")  # the bundled base in float32, as on the command line
+            backend = Backend(ModelSpec(base, adapter or None, device or "auto", dtype))
+            second = Backend(ModelSpec(base, versus, device or "auto", dtype)) if versus else None
         return replace(self.settings, backend=backend, versus=second, tokens_per_second=speed or None)
 
     def apply(self) -> None:

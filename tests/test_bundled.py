@@ -53,6 +53,10 @@ def _shape(trace):
     return [(n.depth, n.prompt, [s.text for s in n.segments], n.answer) for n in trace.walk()]
 
 
+def _tokens(trace):
+    return [[s.tokens for s in n.segments] for n in trace.walk()]
+
+
 @pytest.mark.parametrize("task_name", sorted(SAMPLES))
 def test_the_engine_writes_what_the_papers_loop_writes(task_name):
     """Batched, cache-keeping generation on the real model gives the same traces, node for
@@ -74,6 +78,8 @@ def test_solved_problems_recurse_exactly_like_the_oracle(task_name):
     for got, want in zip(model, oracle):
         assert got.finished.correct, (got.problem, got.finished)
         assert _shape(got) == _shape(want)
+        # the bundled tokenizer is one token per character, and an EOS is one token for both
+        assert _tokens(got) == _tokens(want)
     assert max(len(t.nodes) for t in model) >= 2  # a real call was made and its value used
 
 

@@ -18,7 +18,8 @@ class _Context:
 
 
 class OracleGenerator:
-    """A perfect model. Tokens are characters.
+    """A perfect model. Tokens are characters, and a segment that ends with EOS spends one
+    token more on it, as a model does.
 
     Args:
         task: the task whose oracle writes the segments.
@@ -67,9 +68,13 @@ class OracleGenerator:
                 out[key] = Delta(piece, len(piece), done=True, reason=LENGTH)
             elif ctx.pending:
                 out[key] = Delta(piece, len(piece))
-            else:
-                reason = CALL if call_stop(ctx.written) else EOS
-                out[key] = Delta(piece, len(piece), done=True, reason=reason)
+            elif call_stop(ctx.written):
+                out[key] = Delta(piece, len(piece), done=True, reason=CALL)
+            elif ctx.budget == 0:  # no token left for the EOS, as a model would find
+                out[key] = Delta(piece, len(piece), done=True, reason=LENGTH)
+            else:  # the EOS is a token, as a model's is
+                ctx.budget -= 1
+                out[key] = Delta(piece, len(piece) + 1, done=True, reason=EOS)
             if out[key].done:
                 ctx.pending = None
         return out

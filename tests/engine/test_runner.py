@@ -8,6 +8,7 @@ import pytest
 from helpers import ScriptedGenerator
 
 from retune_tui.engine import Limits, OracleGenerator, Runner
+from retune_tui.engine.generator import CALL, EOS, LENGTH, Delta
 from retune_tui.tasks import TASKS, get_task
 from retune_tui.tasks.protocol import METHODS, Method
 from retune_tui.trace import DONE, ERROR, RunFinished, TextGenerated, build_traces
@@ -123,6 +124,19 @@ def test_a_budget_spent_exactly_by_a_call_opens_no_further_segment():
     assert error_node(bad).id == 1 and "total-token budget" in error_node(bad).error
     assert sum(node.tokens for node in bad.nodes.values()) == first
     assert (bad.tree, 1) not in gen.budget  # the child's context never went to the model
+
+
+def test_the_oracle_spends_a_token_on_eos_as_a_model_does():
+    task = get_task("addition")
+    gen = OracleGenerator(task, Method.RETUNING)
+    answer = task.oracle("7 + 5\nSolution: ", Method.RETUNING)  # a base case: text, then EOS
+    gen.open("a", "7 + 5\nSolution: ", max_new_tokens=len(answer) + 1)
+    assert gen.step(["a"])["a"] == Delta(answer, len(answer) + 1, done=True, reason=EOS)
+    gen.open("b", "7 + 5\nSolution: ", max_new_tokens=len(answer))  # the text fits, its EOS does not
+    assert gen.step(["b"])["b"] == Delta(answer, len(answer), done=True, reason=LENGTH)
+    call = task.oracle("17 + 25\nSolution: ", Method.RETUNING)  # a call ends at its newline: no EOS
+    gen.open("c", "17 + 25\nSolution: ", max_new_tokens=len(call))
+    assert gen.step(["c"])["c"] == Delta(call, len(call), done=True, reason=CALL)
 
 
 def test_batches_run_one_after_another_and_keep_every_tree():

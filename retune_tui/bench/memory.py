@@ -3,8 +3,9 @@
 The step uses the longest example of a problem of the given size, repeated to fill a
 micro-batch: forward, cross-entropy over its tokens (retune train's loss, averaged per example
 first, holds the same tensors), backward, AdamW step on the adapter. On a CPU no memory figure
-is meaningful, so only the sequence lengths are reported. A step's seconds are one step's, the
-first of a run's included (CUDA's start-up in it): read memory here, speed elsewhere.
+is meaningful, so only the sequence lengths are reported. A step's seconds are one step's, after
+a short warm-up step that takes CUDA's start-up out of the first row: still one step, so read
+memory here and speed elsewhere.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ def memory_benchmark(task_name: str, *, sizes: list[int], methods: list[str], ba
         torch.cuda.set_device(where)
         model = build_model(config, tokenizer, where, torch.bfloat16)
         model.train()
+    if model is not None:  # CUDA and its kernels start here, not in the first row
+        measure_step(model, longest_example(task, get_method(methods[0]), sizes[0], tokenizer)[0][:16], 1)
     rows = []
     for method in methods:
         for size in sizes:

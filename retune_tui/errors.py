@@ -22,6 +22,9 @@ class Stopped(UserError):
 
 
 class InputError(UserError, ValueError):
-    """Bad input: text that does not parse, an unknown name, a value out of range."""
+    """Bad input: text that does not parse, an unknown name, a value out of range, or a path
+    on the command line that is missing, of the wrong kind, unreadable, or (an output) already
+    there without --overwrite. What goes wrong once the input is taken (a file's contents, a
+    model that will not load, a device, a write) is a plain UserError, exit code 1."""
 
     exit_code = 2

@@ -77,9 +77,9 @@ def check_output(path: str | Path | None, *, overwrite: bool, option: str = "--o
         return
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"{option} {path} is a directory; give a file name")
+        raise InputError(f"{option} {path} is a directory; give a file name")
     if path.exists() and not overwrite:
-        raise UserError(f"{option} {path} exists; pass --overwrite to replace it")
+        raise InputError(f"{option} {path} exists; pass --overwrite to replace it")
     check_folder(path.parent, option)
 
 
@@ -114,6 +114,6 @@ def check_folder(folder: str | Path, option: str) -> None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise UserError(f"{option}: {existing} is a file, not a folder")
+        raise InputError(f"{option}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{option}: cannot write in {existing}")

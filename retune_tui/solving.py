@@ -129,6 +129,8 @@ def read_problems(path: Path, task: str | None) -> list[tuple[Task, Hashable]]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 text (byte {exc.start}); give one problem a line") from None
+    except OSError as exc:
+        raise InputError(f"cannot read problems {path}: {exc.strerror or exc}") from None
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip() and not line.lstrip().startswith("#"):
             try:

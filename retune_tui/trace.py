@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from retune_tui.errors import UserError
+from retune_tui.errors import InputError, UserError
 from retune_tui.files import atomic_open
 from retune_tui.tasks.protocol import ANSWER, SOLUTION, return_text
 
@@ -397,14 +397,18 @@ class TraceFileError(UserError):
     """A trace file that cannot be read; the message is one line for the user."""
 
 
+class TracePathError(TraceFileError, InputError):
+    """A trace path that is missing, a folder, or unreadable (exit code 2, as for any bad input)."""
+
+
 def _read_numbered(path: Path) -> list[tuple[int, Event]]:
     """Every event of a trace file with its line number; blank lines are skipped."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except IsADirectoryError:
-        raise TraceFileError(f"{path} is a folder, not a trace file") from None
+        raise TracePathError(f"{path} is a folder, not a trace file") from None
     except OSError as exc:
-        raise TraceFileError(f"cannot read trace file {path}: {exc.strerror or exc}") from None
+        raise TracePathError(f"cannot read trace file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise TraceFileError(f"{path} is not a trace file (not UTF-8 text)") from None
     events = []

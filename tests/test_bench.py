@@ -54,7 +54,7 @@ def test_bench_memory_on_cpu_reports_sequence_lengths(tmp_path):
     assert all(r["peak_gib"] is None and not r["out_of_memory"] for r in rows)
     missing = CliRunner().invoke(app, ["bench", "memory", "addition", "--base", str(tmp_path / "no-model"),
                                        "--device", "cpu", "--out", str(tmp_path / "n.json")])
-    assert missing.exit_code == 1 and "not found" in missing.output and not (tmp_path / "n.json").exists()
+    assert missing.exit_code == 2 and "not found" in missing.output and not (tmp_path / "n.json").exists()
 
 
 @pytest.mark.bundled

@@ -69,9 +69,24 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_missing_trace_file_exit_1(tmp_path):
-    result = invoke("trace", "show", str(tmp_path / "none.jsonl"))
-    assert result.exit_code == 1 and "cannot read trace file" in result.output
+BUNDLED = pytest.mark.bundled  # these look for the adapter or the data after the bundled base
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("trace", "show", "{none}"), "cannot read trace file"),
+    (("report", "{none}"), "cannot read results"),
+    (("solve", "--file", "{none}", "--model", "oracle"), "cannot read problems"),
+    pytest.param(("solve", "1 + 2", "--adapter", "{none}"), "adapter directory", marks=BUNDLED),
+    (("solve", "1 + 2", "--model", "{none}"), "base model"),
+    pytest.param(("eval", "--adapter", "{none}"), "adapter directory", marks=BUNDLED),
+    (("average", "{none}", "{none}2", "--out", "{none}3"), "not found"),
+    (("train", "--recipe", "{none}"), "cannot read recipe"),
+    pytest.param(("train", "parity", "--data", "{none}", "--out", "{none}3"), "cannot read data", marks=BUNDLED),
+])
+def test_a_missing_input_path_is_bad_input_exit_2_in_every_command(tmp_path, args, message):
+    none = tmp_path / "none"
+    result = invoke(*(arg.format(none=none) for arg in args))
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
 
 
 def test_debug_shows_the_traceback():
@@ -185,12 +200,12 @@ def test_an_existing_output_is_kept_unless_overwrite_and_new_files_follow_the_um
     out.write_text("mine\n")
     args = ("data", "parity", "--n", "5", "--lengths", "1-3", "--out", str(out), "--workers", "1")
     refused = invoke(*args)
-    assert refused.exit_code == 1 and "exists; pass --overwrite" in refused.output
+    assert refused.exit_code == 2 and "exists; pass --overwrite" in refused.output
     assert out.read_text() == "mine\n"
     assert invoke(*args, "--overwrite").exit_code == 0 and out.read_text() != "mine\n"
     save = tmp_path / "t.jsonl"
     save.write_text("mine\n")
-    assert invoke("solve", "1 + 2", "--model", "oracle", "--save", str(save)).exit_code == 1
+    assert invoke("solve", "1 + 2", "--model", "oracle", "--save", str(save)).exit_code == 2
     assert save.read_text() == "mine\n"
     fresh = tmp_path / "new.jsonl"
     old = os.umask(0o022)

@@ -114,11 +114,11 @@ def check_exists(name: str, what: str = "base model") -> None:
     name must be in the local cache or the hub reachable (else one line within seconds, where
     transformers would retry for most of a minute)."""
     if Path(name).is_file():
-        raise UserError(f"{what} {name!r} is a file; give the model's folder or a hub name")
+        raise InputError(f"{what} {name!r} is a file; give the model's folder or a hub name")
     if Path(name).exists():
         return
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise UserError(f"{what} {name!r} not found")
+        raise InputError(f"{what} {name!r} not found")
     _check_hub(name, what)
 
 
@@ -136,7 +136,7 @@ def _check_hub(name: str, what: str) -> None:
         if isinstance(try_to_load_from_cache(name, "config.json"), str):
             return
     except ValueError:  # huggingface_hub's HFValidationError
-        raise UserError(f"{what} {name!r} is neither a local folder nor a valid Hugging Face hub name") from None
+        raise InputError(f"{what} {name!r} is neither a local folder nor a valid Hugging Face hub name") from None
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return  # transformers looks in the cache only, and says so itself
     # One request, no retries, at most HUB_TIMEOUT_SECONDS in all (DNS, every address, the
@@ -200,7 +200,7 @@ def load_base(spec: ModelSpec, device: Any, dtype: Any) -> Any:
     check_exists(spec.base)
     if (local / "adapter_config.json").is_file() and not (local / "config.json").is_file():
         # transformers would load the base the adapter names, a path relative to where it was trained
-        raise UserError(f"{spec.base} is a LoRA adapter, not a model: pass it with --adapter (and --base, the "
+        raise InputError(f"{spec.base} is a LoRA adapter, not a model: pass it with --adapter (and --base, the "
                         "model it was trained on)")
     if local.is_dir() and sum(f.stat().st_size for f in local.glob("*.safetensors")) < SMALL_WEIGHTS:
         from transformers.utils import logging as hf_logging
@@ -227,9 +227,9 @@ def load_adapter(model: Any, spec: ModelSpec, *, trainable: bool = False) -> Any
 
     directory = Path(spec.adapter)
     if directory.is_file():
-        raise UserError(f"adapter {directory} is a file; give the adapter's folder")
+        raise InputError(f"adapter {directory} is a file; give the adapter's folder")
     if not directory.is_dir():
-        raise UserError(f"adapter directory {directory} not found")
+        raise InputError(f"adapter directory {directory} not found")
     if not (directory / "adapter_config.json").exists():
         raise UserError(f"{directory} is not a peft adapter (no adapter_config.json)")
     if not (directory / "adapter_model.safetensors").exists():

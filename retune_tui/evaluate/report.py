@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from retune_tui.errors import UserError
+from retune_tui.errors import InputError, UserError
 from retune_tui.evaluate.accuracy import RunResult, SizeResult
 from retune_tui.files import atomic_write_text
 
@@ -30,7 +30,7 @@ def read_results(path: Path) -> tuple[list[RunResult], dict[str, Any]]:
             teacher_tables(run)
         return runs, data.get("settings", {})
     except OSError as exc:
-        raise UserError(f"cannot read results {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read results {path}: {exc.strerror}") from None
     except KeyError as exc:
         raise UserError(f"{path} is not a `retune eval` results file (no {exc.args[0]!r} field)") from None
     except (ValueError, TypeError, AttributeError):

@@ -111,7 +111,7 @@ def test_a_screenshot_never_replaces_a_file_unasked_and_a_bad_path_is_one_line_b
         with pytest.raises(SystemExit) as exit_:
             main([*argv, str(target)])
         err = capsys.readouterr().err
-        assert exit_.value.code == 1 and words in err and err.count("\n") == 1, err
+        assert exit_.value.code == 2 and words in err and err.count("\n") == 1, err
     assert out.read_text() == "mine"
     main([*argv, str(out), "--overwrite"])
     assert out.read_text().startswith("<svg")

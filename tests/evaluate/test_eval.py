@@ -175,7 +175,7 @@ def test_eval_bad_input(tmp_path, monkeypatch):
     runner = CliRunner()
     assert "nothing to evaluate" in runner.invoke(app, ["eval"]).output
     bad = runner.invoke(app, ["report", "/no/such.json"])
-    assert bad.exit_code == 1 and "cannot read results" in bad.output
+    assert bad.exit_code == 2 and "cannot read results" in bad.output
 
 
 @pytest.mark.slow

@@ -50,6 +50,7 @@ def test_solve_every_method(method):
     (("solve", "1 + 2", "--max-depth", "-1"), "--max-depth must be 0 (the top context only) or more"),
     (("solve", "1 + 2", "--max-seconds", "-1"), "--max-seconds must be positive"),
     (("solve", "1 + 2", "--max-seconds", "nan"), "--max-seconds must be positive"),
+    (("solve", "1 + 2", "--temperature", "nan"), "--temperature must be >= 0, got nan"),
     (("solve", "1 + 2", "--model", "oracle", "--temperature", "0.5"), "--temperature and --top-p are for a model"),
     (("solve", "1 + 2", "--adapter", "x"), "--adapter needs"),
     (("data", "multiplication", "--problem", "1"), "unknown task"),

@@ -296,6 +296,10 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     (dict(lora_targets=[1, 2]), "lora_targets: expected names"),
     (dict(warmup=2.5), "warmup: a fraction of the steps"),
     (dict(max_grad_norm=-1.0), "max_grad_norm: must be >= 0"),
+    (dict(max_grad_norm=float("nan")), "max_grad_norm: must be >= 0"),
+    (dict(weight_decay=float("nan")), "weight_decay: must be >= 0"),  # it wrote an adapter of nans
+    (dict(warmup=float("nan")), "warmup: must be >= 0"),
+    (dict(max_minutes=float("nan")), "max_minutes: must be positive"),
 ])
 def test_bad_settings_name_the_field(base, tmp_path, settings, message):
     with pytest.raises(InputError, match=message):

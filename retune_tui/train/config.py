@@ -123,16 +123,16 @@ class TrainConfig:
             raise InputError(f"position_stride: must be in [1, 8], got {self.position_stride}")
         if not 0 <= self.curriculum <= 1:
             raise InputError(f"curriculum: must be in [0, 1], got {self.curriculum}")
-        if self.warmup < 0:
+        if not self.warmup >= 0:  # nan too
             raise InputError(f"warmup: must be >= 0, got {self.warmup}")
         if self.warmup >= 1 and self.warmup != int(self.warmup):
             raise InputError(f"warmup: a fraction of the steps (< 1) or a whole number of steps, got {self.warmup}")
         for name in ("weight_decay", "max_grad_norm"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # nan too: a nan weight decay writes a nan adapter
                 raise InputError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if self.epochs is not None and self.epochs <= 0:
+        if self.epochs is not None and not self.epochs > 0:
             raise InputError(f"epochs: must be positive, got {self.epochs}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
+        if self.max_minutes is not None and not self.max_minutes > 0:
             raise InputError(f"max_minutes: must be positive, got {self.max_minutes}")
         self.precision = {dtype: short for short, dtype in DTYPE_ALIASES.items()}.get(self.precision, self.precision)
         if self.precision not in PRECISIONS:

@@ -546,6 +546,12 @@ def test_a_finished_run_run_again_is_left_as_it_was(base, tmp_path):
     assert (tmp_path / "run" / "retune.json").read_text() == manifest
     further = train(quick(base, tmp_path / "run", max_steps=30, save_steps=10), progress=False)
     assert not further.already_done and further.steps == 30 and further.final_loss is not None
+    # the continuation is of the same fresh start, so `retune average` takes it with the run before
+    start = json.loads(manifest)["extra"]["start"]
+    assert start and json.loads((tmp_path / "run" / "retune.json").read_text())["extra"]["start"] == start
+    restarted = train(quick(base, tmp_path / "run", max_steps=2, save_steps=10), restart=True, progress=False)
+    assert restarted.steps == 2
+    assert json.loads((tmp_path / "run" / "retune.json").read_text())["extra"]["start"] != start
 
 
 def test_a_finished_adapter_with_no_checkpoint_is_not_trained_over(base, tmp_path):

@@ -32,6 +32,7 @@ from retune_tui.train.config import FIELDS, TrainConfig
 from retune_tui.train.model import build_model, load_training_tokenizer
 
 CONFIG_NAME = "train_config.json"
+START_KEY = "start"  # kept with the settings: the fresh start a resumed run goes on with
 # Settings a resumed run may change (how long it runs, how it reports), unlike what it learns.
 RESUMABLE_CHANGES = {"max_steps", "epochs", "max_minutes", "save_steps", "save_limit", "logging_steps", "out"}
 
@@ -75,14 +76,20 @@ def _check_is_a_run(out: Path) -> None:
         raise InputError(f"--out {out} holds files that are not a retune run; choose another folder")
 
 
-def _check_previous_run(config: TrainConfig, out: Path) -> None:
-    saved = out / CONFIG_NAME
-    if not saved.exists():
-        return
+def _saved_settings(out: Path) -> dict[str, Any]:
+    """The settings the run in ``out`` saved; {} if there are none, or they are unreadable
+    (written by an older or interrupted run: they are rewritten)."""
     try:
-        before = json.loads(saved.read_text())
-    except ValueError:
-        return  # unreadable: written by an older or interrupted run; it is rewritten below
+        saved = json.loads((out / CONFIG_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def _check_previous_run(config: TrainConfig, out: Path) -> None:
+    before = _saved_settings(out)
+    if not before:
+        return
     now = config.to_dict()
     # a field the saved run does not name is one added since: it ran with the field's default
     changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k, FIELDS[k].default) != now[k])
@@ -241,9 +248,10 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     collator = ds.collate(tokenizer.pad_token_id, config.position_gap, config.data_seed, config.position_stride)
     trainer = ReTrainer.make(sampler, lr_factor, model=model, args=args, train_dataset=train_set,
                              data_collator=collator, callbacks=callbacks)
+    start_id = _start(config, out, resume)
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
+        atomic_write_text(out / CONFIG_NAME, json.dumps({**config.to_dict(), START_KEY: start_id}, indent=2) + "\n")
     start = time.perf_counter()
     try:
         with warnings.catch_warnings(), interrupt.watching() if world == 1 else contextlib.nullcontext():
@@ -271,7 +279,7 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
         # Re-run of a finished run: its adapter and manifest stay as they were.
         return TrainResult(out, earlier.steps, earlier.final_loss, seconds, 0, str(resume), already_done=True)
     if trainer.is_world_process_zero():
-        _save_result(trainer.model, tokenizer, config, out, state.global_step, final_loss, stage_lengths)
+        _save_result(trainer.model, tokenizer, config, out, state.global_step, final_loss, stage_lengths, start_id)
         log.plot(out / "loss.png", title=f"{config.task} · {config.method}")
     tokens = int(state.num_input_tokens_seen or 0) - log.tokens_at_start
     return TrainResult(out, state.global_step, final_loss, seconds, tokens, str(resume) if resume else None,
@@ -300,13 +308,20 @@ def _trained_sizes(config: TrainConfig, stage: tuple[int, int]) -> tuple[int, in
     return lo, hi
 
 
-def _start(config: TrainConfig) -> str | None:
-    """Which fresh start the weights descend from: a new id for a fresh LoRA (or model), the
-    continued adapter's for a later stage (None where its manifest predates these ids).
+def _start(config: TrainConfig, out: Path, resume: Path | None) -> str | None:
+    """Which fresh start the weights descend from: the continued adapter's for a later stage
+    (None where its manifest predates these ids), the run's own when it resumes, else a new id.
     `retune average` refuses adapters of different starts."""
     if config.init_adapter:
         earlier = Manifest.read(config.init_adapter)
         return earlier.extra.get("start") if earlier is not None else None
+    if resume is not None:
+        kept = _saved_settings(out).get(START_KEY)
+        if isinstance(kept, str):
+            return kept
+        earlier = _manifest_or_none(out)  # a run from before the id was kept with its settings
+        if earlier is not None and isinstance(earlier.extra.get("start"), str):
+            return earlier.extra["start"]
     import uuid
 
     return uuid.uuid4().hex[:12]
@@ -323,7 +338,7 @@ def _lora_settings(model: Any) -> dict[str, Any]:
 
 
 def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, steps: int, loss: float | None,
-                 stage_lengths: tuple[int, int]) -> None:
+                 stage_lengths: tuple[int, int], start_id: str | None) -> None:
     """Write the adapter (or full model), tokenizer and manifest via a staging folder, then move
     them in. ``stage_lengths``: the sizes this run trained on (a data file's own, when it has one)."""
     import importlib.metadata as md
@@ -361,6 +376,6 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
             versions=versions,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             extra={"full": config.full, "init_adapter": config.init_adapter,
-                   "stage_lengths": list(stage_lengths), "start": _start(config)},
+                   "stage_lengths": list(stage_lengths), "start": start_id},
         )
         manifest.write(staging)

@@ -11,9 +11,11 @@ its own seeded RNG, so a data set is the same whatever the number of worker proc
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -197,13 +199,14 @@ def write_dataset(
     check_format(fmt)
     stats = WriteStats()
     seen: set[bytes] = set()
-    chunks = [(spec, c, fmt, dedup) for c in range(math.ceil(spec.n / CHUNK))]
-    workers = workers or min(os.cpu_count() or 1, 8)
+    count = math.ceil(spec.n / CHUNK)
+    chunks = ((spec, c, fmt, dedup) for c in range(count))
+    workers = min(workers or min(os.cpu_count() or 1, 8), count)
     with atomic_open(path) as fh, _pool(workers) as pool:
         first = True
         if fmt == "paper":
             fh.write("[")
-        for (_, chunk, _, _), lines in zip(chunks, pool.map(_chunk_lines, chunks)):
+        for chunk, lines in enumerate(pool.map(_chunk_lines, chunks)):
             for key, line in lines:
                 if dedup:
                     if key in seen:
@@ -245,6 +248,17 @@ class _Pool(ProcessPoolExecutor):
 
     def __init__(self, workers: int) -> None:
         super().__init__(workers, initializer=_ignore_interrupts)
+        self._ahead = 2 * workers
+
+    def map(self, fn, items):  # noqa: ANN001 - mirrors Executor.map
+        """Executor.map, in order, but with at most two chunks a worker made ahead of the one
+        being written (Executor.map starts them all: a large --n held every chunk's lines)."""
+        items = iter(items)
+        pending = deque(self.submit(fn, item) for item in itertools.islice(items, self._ahead))
+        while pending:
+            result = pending.popleft().result()
+            pending.extend(self.submit(fn, item) for item in itertools.islice(items, 1))
+            yield result
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown(wait=True, cancel_futures=exc[0] is not None)

@@ -114,3 +114,19 @@ def test_ctrl_c_with_worker_processes_is_one_line_and_leaves_no_file(tmp_path):
     output, _ = run.communicate(timeout=120)
     assert run.returncode == 130 and output.strip() == "error: interrupted", output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_pool_makes_only_a_few_chunks_ahead_of_the_writer():
+    """A huge --n streams: chunks are started as earlier ones are written, not all at once."""
+    pulled = []
+
+    def items():
+        for i in range(1_000):
+            pulled.append(i)
+            yield i
+
+    with data._Pool(2) as pool:
+        results = pool.map(abs, items())
+        assert [next(results) for _ in range(3)] == [0, 1, 2]
+        assert len(pulled) <= 2 * 2 + 3
+        assert list(results) == list(range(3, 1_000))

@@ -297,9 +297,14 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     (dict(warmup=2.5), "warmup: a fraction of the steps"),
     (dict(max_grad_norm=-1.0), "max_grad_norm: must be >= 0"),
     (dict(max_grad_norm=float("nan")), "max_grad_norm: must be >= 0"),
-    (dict(weight_decay=float("nan")), "weight_decay: must be >= 0"),  # it wrote an adapter of nans
-    (dict(warmup=float("nan")), "warmup: must be >= 0"),
-    (dict(max_minutes=float("nan")), "max_minutes: must be positive"),
+    (dict(weight_decay=float("nan")), "weight_decay: must be a number >= 0"),  # it wrote an adapter of nans
+    (dict(weight_decay=float("inf")), "weight_decay: must be a number >= 0"),
+    (dict(warmup=float("nan")), "warmup: must be a number >= 0"),
+    (dict(warmup=float("inf")), "warmup: must be a number >= 0"),  # a traceback from int()
+    (dict(max_minutes=float("nan")), "max_minutes: must be a positive number"),
+    (dict(epochs=float("inf"), max_steps=None), "epochs: must be a positive number"),  # a traceback from ceil()
+    (dict(seed=-1), "seed: must be in \\[0, 2\\^32\\)"),  # numpy's seed error
+    (dict(data_seed=2**32), "data_seed: must be in"),
 ])
 def test_bad_settings_name_the_field(base, tmp_path, settings, message):
     with pytest.raises(InputError, match=message):

@@ -6,6 +6,7 @@ A flag always beats the recipe file, which beats the defaults. Every field is ch
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -123,17 +124,20 @@ class TrainConfig:
             raise InputError(f"position_stride: must be in [1, 8], got {self.position_stride}")
         if not 0 <= self.curriculum <= 1:
             raise InputError(f"curriculum: must be in [0, 1], got {self.curriculum}")
-        if not self.warmup >= 0:  # nan too
-            raise InputError(f"warmup: must be >= 0, got {self.warmup}")
+        if not 0 <= self.warmup < math.inf:  # nan too
+            raise InputError(f"warmup: must be a number >= 0, got {self.warmup}")
         if self.warmup >= 1 and self.warmup != int(self.warmup):
             raise InputError(f"warmup: a fraction of the steps (< 1) or a whole number of steps, got {self.warmup}")
-        for name in ("weight_decay", "max_grad_norm"):
-            if not getattr(self, name) >= 0:  # nan too: a nan weight decay writes a nan adapter
-                raise InputError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if self.epochs is not None and not self.epochs > 0:
-            raise InputError(f"epochs: must be positive, got {self.epochs}")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise InputError(f"max_minutes: must be positive, got {self.max_minutes}")
+        if not 0 <= self.weight_decay < math.inf:  # nan too: a nan weight decay writes a nan adapter
+            raise InputError(f"weight_decay: must be a number >= 0, got {self.weight_decay}")
+        if not self.max_grad_norm >= 0:  # inf is no clipping
+            raise InputError(f"max_grad_norm: must be >= 0, got {self.max_grad_norm}")
+        for name in ("epochs", "max_minutes"):
+            if getattr(self, name) is not None and not 0 < getattr(self, name) < math.inf:
+                raise InputError(f"{name}: must be a positive number, got {getattr(self, name)}")
+        for name in ("seed", "data_seed"):
+            if not 0 <= getattr(self, name) < 2**32:  # numpy's seeds
+                raise InputError(f"{name}: must be in [0, 2^32), got {getattr(self, name)}")
         self.precision = {dtype: short for short, dtype in DTYPE_ALIASES.items()}.get(self.precision, self.precision)
         if self.precision not in PRECISIONS:
             raise InputError(f"precision: choose one of {', '.join(PRECISIONS)}, got {self.precision!r}")

@@ -8,6 +8,7 @@ them, so `retune --help` answers at once.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -133,8 +134,8 @@ def _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temp
         if temperature != 0.0 or top_p != 1.0:
             raise InputError("--temperature and --top-p are for a model; the oracle writes the correct segments")
         return Backend()
-    if not temperature >= 0:  # nan too (sampling from nan probabilities is a traceback)
-        raise InputError(f"--temperature must be >= 0, got {temperature}")
+    if not 0 <= temperature < math.inf:  # nan is a sampling traceback; inf samples uniformly, noise
+        raise InputError(f"--temperature must be a number >= 0, got {temperature}")
     from retune_tui import bundled
 
     if base is None and adapter is not None:

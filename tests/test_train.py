@@ -27,6 +27,11 @@ def quick(model_dir, out, **kw):
     settings = dict(task="parity", base=str(model_dir), out=str(out), max_steps=40, problems=200, lengths=(1, 4),
                     lora_r=8, lora_alpha=16, learning_rate=0.01, logging_steps=5, save_steps=20, micro_batch=8)
     settings.update(kw)
+    if "data" in kw:  # the file's problems are trained on
+        settings.pop("problems")
+    if "init_adapter" in kw or kw.get("full"):  # that adapter's LoRA settings, or none
+        for name in {"lora_r", "lora_alpha"} - set(kw):
+            settings.pop(name)
     return build_config(**settings)
 
 
@@ -248,7 +253,7 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     from retune_tui.train.model import build_model, load_training_tokenizer
 
     train(quick(base, tmp_path / "one", max_steps=10), progress=False)
-    second = quick(base, tmp_path / "two", max_steps=5, init_adapter=str(tmp_path / "one"), lora_r=4,
+    second = quick(base, tmp_path / "two", max_steps=5, init_adapter=str(tmp_path / "one"),
                    scheduler="cosine", learning_rate=1e-3)
     start = build_model(second, load_training_tokenizer(second), torch.device("cpu"), torch.float32).eval()
     first = load_model(ModelSpec(str(base), str(tmp_path / "one"), device="cpu")).model
@@ -258,7 +263,7 @@ def test_a_second_stage_starts_from_the_first_adapter(base, tmp_path):
     assert any(p.requires_grad for p in start.parameters())
     train(second, progress=False)
     manifest = json.loads((tmp_path / "two" / "retune.json").read_text())
-    assert manifest["lora"]["r"] == 8  # the first stage's rank, not the flag's
+    assert manifest["lora"]["r"] == 8  # the first stage's rank
     assert manifest["extra"]["init_adapter"] == str(tmp_path / "one")
     train(quick(base, tmp_path / "long", max_steps=2, lengths=(3, 6), init_adapter=str(tmp_path / "two"),
                 repeat_long=(5, 3), skills_replay=0.2, perturbed_returns=0.5), progress=False)
@@ -598,9 +603,22 @@ def test_a_data_file_of_another_task_is_refused(tmp_path):
 def test_a_run_on_a_data_file_records_the_files_sizes_not_the_lengths_setting(base, tmp_path):
     data = tmp_path / "parity.jsonl"
     ds.write_examples(data, ds.oracle_examples("parity", "retuning", (1, 6), 20, 0, True))
-    train(quick(base, tmp_path / "run", data=str(data), lengths=(2, 3), max_steps=2), progress=False)
+    with pytest.raises(InputError, match="lengths: .* holds problems of sizes 1-6, outside 2-3"):
+        train(quick(base, tmp_path / "run", data=str(data), lengths=(2, 3), max_steps=2), progress=False)
+    train(quick(base, tmp_path / "run", data=str(data), lengths=(1, 10), max_steps=2), progress=False)
     manifest = json.loads((tmp_path / "run" / "retune.json").read_text())
     assert manifest["train_lengths"] == [1, 6] and "problems" not in manifest["weighting"]
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (dict(data="d.jsonl", problems=50), "problems: has no effect with data"),
+    (dict(data="d.jsonl", reweight=False), "reweight: has no effect with data"),
+    (dict(init_adapter="a", lora_r=4), "lora_r: has no effect with init_adapter"),
+    (dict(full=True, lora_targets=["q_proj"]), "lora_targets: has no effect with full"),
+])
+def test_a_setting_another_makes_moot_is_refused(base, tmp_path, settings, message):
+    with pytest.raises(InputError, match=message):
+        build_config(task="parity", base=str(base), out=str(tmp_path), **settings)
 
 
 def test_a_dp_files_sizes_are_its_problems_not_its_one_element_calls():

@@ -36,7 +36,7 @@ class TrainConfig:
     out: str | None = field(default=None, metadata={"help": "output directory (default runs/TASK-METHOD)"})
     # data
     data: str | None = field(default=None, metadata={"help": "a `retune data` JSONL to train on instead of fresh oracle data"})
-    lengths: tuple[int, int] | None = field(default=None, metadata={"help": "problem sizes [lo, hi] (default: the paper's)"})
+    lengths: tuple[int, int] | None = field(default=None, metadata={"help": "problem sizes [lo, hi] (default: the paper's); with data, the sizes the file's problems must lie within"})
     problems: int = field(default=10_000, metadata={"help": "top-level problems to draw examples from"})
     data_seed: int = field(default=0, metadata={"help": "seed of the problems"})
     reweight: bool = field(default=True, metadata={"help": "the paper's re-weighting of short and long problems"})
@@ -92,6 +92,7 @@ class TrainConfig:
             raise InputError(f"base_config: {self.base_config} not found")
         if self.init_adapter is not None and self.full:
             raise InputError("init_adapter: continues a LoRA adapter; it cannot be combined with full")
+        _check_nothing_ignored(self)
         if self.lengths is not None:
             lo, hi = self.lengths = tuple(self.lengths)  # type: ignore[assignment]
             if not 1 <= lo <= hi:
@@ -171,6 +172,23 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _check_nothing_ignored(config: TrainConfig) -> None:
+    """Refuse settings that another one makes moot: a run would record them, unused."""
+    moot = []
+    if config.data is not None:
+        why = "data: the file's problems and weighting are trained on"
+        moot += [(name, why) for name in ("problems", "reweight")]
+    if config.init_adapter is not None:
+        why = "init_adapter: that adapter goes on with its own LoRA settings"
+        moot += [(name, why) for name in ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")]
+    if config.full:
+        why = "full: every weight is trained, with no LoRA"
+        moot += [(name, why) for name in ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")]
+    for name, why in moot:
+        if getattr(config, name) != FIELDS[name].default:
+            raise InputError(f"{name}: has no effect with {why}; leave {name} out")
 
 _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
                                        "list": (list,), "tuple": (list, tuple)}

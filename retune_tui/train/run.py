@@ -172,6 +172,11 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
     if config.data:
         examples = ds.file_examples(config.data, config.task, config.method)
         stage_lengths = ds.problem_sizes(examples, config.task)
+        (lo, hi), (file_lo, file_hi) = config.lengths or stage_lengths, stage_lengths
+        if not lo <= file_lo <= file_hi <= hi:
+            raise InputError(f"lengths: {config.data} holds problems of sizes {file_lo}-{file_hi}, "
+                             f"outside {lo}-{hi}; with data, lengths only checks the "
+                             "file's sizes (write a data set of the sizes wanted, or leave lengths out)")
     else:
         stage_lengths = config.train_lengths
         examples = ds.oracle_examples(config.task, config.method, config.train_lengths, config.problems,

@@ -163,12 +163,15 @@ def solve_file(path: Path, out: Path | None, *, task: str | None, method: str | 
     events: list[Event] = []
     traces: list[Trace] = []
     interrupted = False
-    start = time.perf_counter()
+    start, loading = time.perf_counter(), 0.0
     with progress_bar("solving") as bar:
         job = bar.add_task("solve", total=len(problems))
         try:
             for the_task, group, indices in by_task.values():
-                runner = Runner(the_task, the_method, backend.generator(the_task, the_method, batched=True), limits)
+                loaded = time.perf_counter()
+                generator = backend.generator(the_task, the_method, batched=True)
+                loading += time.perf_counter() - loaded
+                runner = Runner(the_task, the_method, generator, limits)
                 try:
                     for event in runner.events(group, batch=batch):
                         events.append(dataclasses.replace(event, tree=indices[event.tree]))
@@ -186,11 +189,12 @@ def solve_file(path: Path, out: Path | None, *, task: str | None, method: str | 
             if not traces:
                 raise
     traces.sort(key=lambda trace: trace.tree)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start - loading  # solving alone: the rate is the model's, not its loading's
     correct = sum(bool(t.finished and t.finished.correct) for t in traces)
     console = Console()
+    loaded = f", after {loading:.2f}s loading" if loading >= 0.005 else ""
     console.print(f"{correct}/{len(traces)} correct ({100 * correct / len(traces):.1f}%) "
-                  f"in {seconds:.2f}s ({len(traces) / seconds:.1f} problems/s)"
+                  f"in {seconds:.2f}s ({len(traces) / seconds:.1f} problems/s{loaded})"
                   + (f", of the {len(traces)} of {len(problems)} finished before Ctrl-C" if interrupted else ""))
     if out is not None:
         write_events(out, events)

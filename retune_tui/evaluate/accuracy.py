@@ -43,7 +43,6 @@ class SizeResult:
     correct: int
     in_distribution: bool | None
     tokens: int = 0
-    seconds: float = 0.0
     faithful: int | None = None  # right answers whose every segment is the oracle's (None: not measured)
 
     @property
@@ -68,6 +67,9 @@ class RunResult:
     detours: list[dict[str, Any]] = field(default_factory=list)  # the same, for right answers off the oracle's path
     teacher: dict[str, Any] | None = None
     partial: bool = False  # Ctrl-C stopped it: the problems finished by then
+    # solving every size's problems, loading the model not counted; not split by size: the
+    # sizes share batches (the slowest shard's, for a run over several processes)
+    seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -80,10 +82,12 @@ class RunResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunResult:
-        sizes = [SizeResult(**{k: v for k, v in row.items() if k != "accuracy"}) for row in data["sizes"]]
+        # older results hold a share of the run's time per size ("seconds"): not a measure, dropped
+        sizes = [SizeResult(**{k: v for k, v in row.items() if k not in ("accuracy", "seconds")})
+                 for row in data["sizes"]]
         trained = tuple(data["trained"]) if data.get("trained") else None
         return cls(data["label"], data["task"], data["method"], trained, sizes, data.get("faults", []),
-                   data.get("detours", []), data.get("teacher"), data.get("partial", False))
+                   data.get("detours", []), data.get("teacher"), data.get("partial", False), data.get("seconds"))
 
 
 def problems_for(task: Task, size: int, n: int, seed: int) -> list[Hashable]:
@@ -93,11 +97,14 @@ def problems_for(task: Task, size: int, n: int, seed: int) -> list[Hashable]:
 
 
 def solve_all(subject: Subject, problems: list[Hashable], limits: Limits, batch: int,
-              on_done: Callable[[Trace], None] | None = None, keep_partial: bool = False) -> tuple[list[Trace], bool]:
+              on_done: Callable[[Trace], None] | None = None,
+              keep_partial: bool = False) -> tuple[list[Trace], bool, float]:
     """Solve problems in batches of ``batch`` with one generator: their traces (``trace.tree``
-    is the problem's index), and whether Ctrl-C stopped it (``keep_partial``: then the traces
-    are those of the problems finished by then; else it stops as always)."""
+    is the problem's index), whether Ctrl-C stopped it (``keep_partial``: then the traces
+    are those of the problems finished by then; else it stops as always), and the seconds
+    solving took (loading the model not counted)."""
     runner = Runner(subject.task, subject.method, subject.make_generator(), limits)
+    start = time.perf_counter()
     try:
         for event in runner.events(problems, batch=batch):
             if on_done is not None and event.kind == "run_finished":
@@ -105,8 +112,8 @@ def solve_all(subject: Subject, problems: list[Hashable], limits: Limits, batch:
     except KeyboardInterrupt:
         if not keep_partial:
             raise
-        return [t for t in runner.traces if t.finished], True
-    return runner.traces, False
+        return [t for t in runner.traces if t.finished], True, time.perf_counter() - start
+    return runner.traces, False, time.perf_counter() - start
 
 
 def evaluate_subject(subject: Subject, sizes: Sequence[int], n: int, seed: int, *, limits: Limits | None = None,
@@ -120,11 +127,10 @@ def evaluate_subject(subject: Subject, sizes: Sequence[int], n: int, seed: int, 
     """
     rank, world = shard
     keyed = [(size, p) for size in sizes for p in problems_for(subject.task, size, n, seed)][rank::world]
-    start = time.perf_counter()
-    traces, stopped = solve_all(subject, [p for _, p in keyed], limits or Limits(), batch, on_done,
-                                keep_partial=world == 1)
-    seconds = time.perf_counter() - start
-    result = RunResult(subject.label, subject.task.name, subject.method.value, subject.trained, partial=stopped)
+    traces, stopped, seconds = solve_all(subject, [p for _, p in keyed], limits or Limits(), batch, on_done,
+                                         keep_partial=world == 1)
+    result = RunResult(subject.label, subject.task.name, subject.method.value, subject.trained, partial=stopped,
+                       seconds=round(seconds, 3))
     faults: Counter[tuple[int, int, str]] = Counter()
     detours: Counter[tuple[int, int, str]] = Counter()
     failures: list[Trace] = []
@@ -148,8 +154,6 @@ def evaluate_subject(subject: Subject, sizes: Sequence[int], n: int, seed: int, 
         if kept[size] < keep_failures:
             kept[size] += 1
             failures.append(trace)
-    for row in per_size.values():
-        row.seconds = round(seconds * row.n / max(len(traces), 1), 4)
     result.sizes = [per_size[s] for s in sorted(per_size)]
     result.faults = _counted(faults)
     result.detours = _counted(detours)
@@ -172,11 +176,11 @@ def merge(parts: list[RunResult]) -> RunResult:
             into.n += row.n
             into.correct += row.correct
             into.tokens += row.tokens
-            into.seconds = max(into.seconds, row.seconds)
             if into.faithful is not None:
                 into.faithful = None if row.faithful is None else into.faithful + row.faithful
         for counts, rows in ((faults, part.faults), (detours, part.detours)):
             for f in rows:
                 counts[(f["size"], f["depth"], f["kind"])] += f["count"]
+    timed = [part.seconds for part in parts if part.seconds is not None]
     return RunResult(first.label, first.task, first.method, first.trained, [sizes[s] for s in sorted(sizes)],
-                     _counted(faults), _counted(detours), first.teacher)
+                     _counted(faults), _counted(detours), first.teacher, seconds=max(timed) if timed else None)

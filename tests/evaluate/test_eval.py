@@ -138,11 +138,21 @@ def test_results_without_the_oracles_way_still_read(tmp_path):
     out = tmp_path / "old.json"
     out.write_text(json.dumps({"settings": {}, "runs": [{"label": "a", "task": "dp", "method": "retuning",
                                                          "trained": [2, 5], "faults": [], "teacher": None,
-                                                         "sizes": [{"size": 3, "n": 4, "correct": 4,
+                                                         "sizes": [{"size": 3, "n": 4, "correct": 4, "seconds": 0.5,
                                                                     "in_distribution": True, "accuracy": 1.0}]}]}))
     [run], _ = read_results(out)
-    assert run.sizes[0].faithful is None and run.detours == []
+    assert run.sizes[0].faithful is None and run.detours == [] and run.seconds is None
     assert "faithful" not in run.to_json()["sizes"][0]
+    assert "seconds" not in run.to_json()["sizes"][0]  # a share of the run's time, written by older versions
+
+
+def test_the_time_is_the_runs_not_split_by_size():
+    """The sizes' problems share batches: only the whole run's solving time is a measure."""
+    subject = oracle_subject(get_task("dp"), Method.RETUNING)
+    parts = [evaluate_subject(subject, [2, 4], n=5, seed=2, shard=(r, 2))[0] for r in range(2)]
+    assert all(part.seconds is not None and part.seconds >= 0 for part in parts)
+    assert merge(parts).seconds == max(part.seconds for part in parts)
+    assert "seconds" not in parts[0].to_json()["sizes"][0] and "seconds" in parts[0].to_json()
 
 
 def test_shards_merge_to_the_whole():

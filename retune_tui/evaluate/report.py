@@ -139,7 +139,8 @@ def teacher_tables(run: RunResult) -> list[Any]:
     if not run.teacher:
         return []
     teacher = run.teacher
-    title = (f"{run.label}: teacher-forced segments ({teacher['contexts']} contexts, "
+    segments = teacher.get("segments", teacher.get("contexts"))  # results before 2026-12-07 named them contexts
+    title = (f"{run.label}: teacher-forced segments ({segments} segments, "
              f"{_percent(teacher['accuracy'])}% exact)")
     tables = [_by_kind_table(f"{title}, by depth", "depth", teacher["rows"])]
     if teacher.get("by_size"):  # results written before 2026-11-27 have the depth rows only

@@ -94,7 +94,7 @@ def teacher_forced(task: Task, method: Method, model: Any, tokenizer: Any, sizes
     total = sum(r["total"] for r in rows)
     problems = [{"size": size, "exact": n - sum(1 for s, _ in inexact if s == size), "total": n}
                 for size in sizes]
-    return {"contexts": total, "accuracy": round(correct / max(total, 1), 4), "rows": rows,
+    return {"segments": total, "accuracy": round(correct / max(total, 1), 4), "rows": rows,
             "by_size": _rows("size", by_size), "problems": problems,
             "wrong": sorted(kept, key=lambda r: (r["size"], KINDS.index(r["kind"])))}
 

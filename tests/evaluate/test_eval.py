@@ -239,7 +239,7 @@ def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
     assert "segments by size of context" in " ".join(teacher.output.split())
     (run,), _ = read_results(tmp_path / "teacher.json")
     assert [r.n for r in run.sizes] == [1] and [p["total"] for p in run.teacher["problems"]] == [4]  # 2,2: once
-    assert run.teacher["contexts"] == 4  # a baseline writes one segment per problem
+    assert run.teacher["segments"] == 4  # a baseline writes one segment per problem
     # every wrong teacher-forced segment goes with --failures, as data to train on
     forced = runner.invoke(app, ["eval", "--model", str(full), *one, "--sizes", "2", "--teacher-n", "4",
                                  "--failures", str(tmp_path / "forced"), "--out", str(tmp_path / "forced.json")])

@@ -58,7 +58,7 @@ def test_tallies_by_size_of_context_and_per_problem(wrong_from):
     assert {(r["size"], r["kind"]): [r["correct"], r["total"]] for r in result["by_size"]} == by_size
     assert result["problems"] == [{"size": s, "exact": n - sum(1 for p, _ in inexact if p == s), "total": n}
                                   for s in sizes]
-    assert sum(r["total"] for r in result["rows"]) == result["contexts"] == sum(t for _, t in by_size.values())
+    assert sum(r["total"] for r in result["rows"]) == result["segments"] == sum(t for _, t in by_size.values())
     if wrong_from > 1000:
         assert result["accuracy"] == 1.0 and all(r["accuracy"] == 1.0 for r in result["by_size"])
     else:  # the longest contexts fail, and with them some 4-element problems
@@ -101,6 +101,7 @@ def test_tables_pivot_kinds_into_columns_and_read_old_results():
                "problems": [{"size": 2, "exact": 1, "total": 2}]}
     run = RunResult("dp-retuning", "dp", "retuning", (2, 5), teacher=teacher)
     depth, size = teacher_tables(run)
+    assert "(5 segments, 80.0% exact)" in str(depth.title)  # an old file names them contexts
     assert [c.header for c in depth.columns] == ["depth", "base case", "call"]  # the same order in both
     assert list(depth.columns[1].cells) == ["", "2/3 (66.7%)"]
     assert [c.header for c in size.columns] == ["size", "base case", "call", "problems all exact"]
@@ -118,7 +119,7 @@ def test_the_wrong_segments_table_shows_where_model_and_oracle_part():
                         "Solution: ", "completion": "Call: Create chosen indices array: sum array [5, 0], item array "
                         "[5, 0], can use item False\n", "size": 3, "depth": 1, "kind": "call",
               "predicted": "Call: Create chosen indices array: sum array [5, 0], item array [5, 0], can use item T"}]
-    run = RunResult("dp-retuning", "dp", "retuning", (2, 5), teacher={"contexts": 1, "accuracy": 0.0, "rows": [],
+    run = RunResult("dp-retuning", "dp", "retuning", (2, 5), teacher={"segments": 1, "accuracy": 0.0, "rows": [],
                                                                       "wrong": wrong})
     table = teacher_tables(run)[-1]
     assert [c.header for c in table.columns] == ["size", "kind", "context", "oracle", "model"]

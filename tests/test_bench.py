@@ -55,6 +55,14 @@ def test_bench_memory_on_cpu_reports_sequence_lengths(tmp_path):
     missing = CliRunner().invoke(app, ["bench", "memory", "addition", "--base", str(tmp_path / "no-model"),
                                        "--device", "cpu", "--out", str(tmp_path / "n.json")])
     assert missing.exit_code == 2 and "not found" in missing.output and not (tmp_path / "n.json").exists()
+    (tmp_path / "data.jsonl").write_text('{"prompt": "x"}\n')
+    for bad, message in ((["--base-config", str(tmp_path / "data.jsonl")], "base_config: cannot read"),
+                         (["--base-config", str(tmp_path)], "base_config: cannot read"),
+                         (["--base-config", str(config), "--methods", ","], "--methods names none")):
+        refused = CliRunner().invoke(app, ["bench", "memory", "addition", *bad, "--device", "cpu",
+                                           "--out", str(tmp_path / "n.json")])
+        assert refused.exit_code == 2 and message in refused.output and not (tmp_path / "n.json").exists()
+        assert len(refused.output.strip().splitlines()) == 1
 
 
 @pytest.mark.bundled

@@ -71,8 +71,14 @@ def bench_memory(
         from retune_tui.engine.loading import check_exists
 
         check_exists(base)  # before any work, on a CPU too (where no weights are loaded)
+    else:
+        from retune_tui.train.model import architecture
+
+        architecture(base_config)  # read on a CPU too, where no model is built from it
     tokenizer = tokenizer or base or "char"
     method_list = [get_method(m).value for m in methods.split(",") if m.strip()]
+    if not method_list:
+        raise InputError(f"--methods names none: give some of baseline, scratchpad, retuning, got {methods!r}")
     result = memory_benchmark(
         task,
         sizes=_int_list(sizes, "sizes"),

@@ -87,6 +87,16 @@ def _continue_adapter(model: Any, config: TrainConfig) -> Any:
     return model
 
 
+def architecture(config_path: str | None) -> Any:
+    """The transformers config in ``config_path`` (a config.json, or a folder holding one)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(config_path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"base_config: cannot read {config_path}: {first_line(exc)}") from None
+
+
 def random_model(config_path: str | None, tokenizer: Any, dtype: Any, device: Any) -> Any:
     """Random weights of the architecture in ``config_path`` (for from-scratch training and memory benchmarks).
 
@@ -94,12 +104,9 @@ def random_model(config_path: str | None, tokenizer: Any, dtype: Any, device: An
     minutes on a CPU and seconds on a GPU.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    try:
-        arch = AutoConfig.from_pretrained(config_path)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"base_config: cannot read {config_path}: {first_line(exc)}") from None
+    arch = architecture(config_path)
     if tokenizer is not None and getattr(arch, "vocab_size", 0) < len(tokenizer):
         arch.vocab_size = len(tokenizer)
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):

@@ -129,6 +129,10 @@ def _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temp
     from retune_tui.solving import Backend
 
     if base == "oracle":
+        from retune_tui.engine.loading import check_device_name, dtype_name
+
+        check_device_name(device)  # the oracle runs on neither, but a typo is still one
+        dtype_name(dtype)
         if adapter is not None:
             raise InputError("--adapter needs a --base model (the oracle takes no adapter)")
         if temperature != 0.0 or top_p != 1.0:

@@ -28,6 +28,14 @@ def check_device_name(name: str) -> None:
         raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
 
 
+def dtype_name(name: str) -> str:
+    """The dtype ``name`` stands for (``bf16`` is ``bfloat16``); an unknown one is refused."""
+    name = DTYPE_ALIASES.get(name, name)
+    if name not in DTYPES:
+        raise InputError(f"unknown dtype {name!r}; choose one of: {', '.join(DTYPES)}")
+    return name
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Which model to load and how.
@@ -49,9 +57,7 @@ class ModelSpec:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dtype", DTYPE_ALIASES.get(self.dtype, self.dtype))
-        if self.dtype not in DTYPES:
-            raise InputError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
+        object.__setattr__(self, "dtype", dtype_name(self.dtype))
 
 
 @dataclass

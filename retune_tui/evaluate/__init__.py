@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from retune_tui.engine import Limits, OracleGenerator
-from retune_tui.engine.loading import ModelSpec
+from retune_tui.engine.loading import ModelSpec, check_device_name, dtype_name
 from retune_tui.errors import InputError
 from retune_tui.evaluate.accuracy import RunResult, Subject, evaluate_subject, merge
 from retune_tui.files import atomic_write_text
@@ -72,8 +72,9 @@ class EvalConfig:
             self.sizes = sorted(set(self.sizes))  # a size given twice is evaluated once
         if self.oracle and not self.methods:
             raise InputError("--methods names none; give baseline, scratchpad or retuning (comma-separated)")
-        for name in self.methods:
-            get_method(name)
+        self.methods = list(dict.fromkeys(get_method(name).value for name in self.methods))  # each once
+        check_device_name(self.device)  # with the oracle alone too, which runs on neither
+        dtype_name(self.dtype)
         if self.task is not None:
             get_task(self.task)
         where = [Path(adapter).resolve() for adapter in self.adapters]

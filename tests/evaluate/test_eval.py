@@ -386,3 +386,22 @@ def test_ctrl_c_in_the_teacher_forced_check_keeps_the_whole_accuracy_run(tmp_pat
     assert result.exit_code == 130 and "wrote the results of the 3 problems finished" in " ".join(result.output.split())
     (run,), settings = read_results(out)
     assert settings["interrupted"] and not run.partial and run.teacher is None and run.sizes[0].n == 3
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--device", "gpu0"), "unknown device 'gpu0'"),
+    (("--dtype", "float8"), "unknown dtype 'float8'"),
+])
+def test_the_oracle_alone_refuses_a_bad_device_or_dtype_too(tmp_path, args, message):
+    evaluate = ["eval", "--oracle", "--task", "parity", "--sizes", "2", "--n", "1", "--out", str(tmp_path / "r.json")]
+    for command in (evaluate, ["solve", "[1, 0]", "--model", "oracle"]):
+        result = CliRunner().invoke(app, [*command, *args])
+        assert result.exit_code == 2 and message in result.output and not (tmp_path / "r.json").exists()
+
+
+def test_a_method_given_twice_is_evaluated_once(tmp_path):
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(app, ["eval", "--oracle", "--task", "parity", "--methods", "retuning,retuning",
+                                      "--sizes", "2", "--n", "2", "--out", str(out), "--no-teacher"])
+    assert result.exit_code == 0, result.output
+    assert [run["method"] for run in json.loads(out.read_text())["runs"]] == ["retuning"]

@@ -57,6 +57,8 @@ class Manifest:
             return None
         try:
             data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise TypeError(f"it holds a JSON {type(data).__name__}, not an object")
             data["train_lengths"] = tuple(data["train_lengths"])
             return cls(**data)
         except (ValueError, KeyError, TypeError) as exc:

@@ -127,8 +127,8 @@ def read_problems(path: Path, task: str | None) -> list[tuple[Task, Hashable]]:
     problems = []
     try:
         text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}); give one problem a line") from None
+    except UnicodeDecodeError as exc:  # the file's contents: exit code 1, as for every bad content
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start}); give one problem a line") from None
     except OSError as exc:
         raise InputError(f"cannot read problems {path}: {exc.strerror or exc}") from None
     for number, line in enumerate(text.splitlines(), 1):
@@ -136,9 +136,9 @@ def read_problems(path: Path, task: str | None) -> list[tuple[Task, Hashable]]:
             try:
                 problems.append(parse_problem(line, task))
             except InputError as exc:
-                raise InputError(f"{path}:{number}: {exc}") from None
+                raise UserError(f"{path}:{number}: {exc}") from None
     if not problems:
-        raise InputError(f"{path} holds no problems")
+        raise UserError(f"{path} holds no problems")
     return problems
 
 

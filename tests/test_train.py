@@ -588,14 +588,14 @@ def test_restart_with_a_bad_setting_leaves_the_run_before_as_it_was(base, tmp_pa
 def test_a_data_file_of_another_task_is_refused(tmp_path):
     data = tmp_path / "parity.jsonl"
     ds.write_examples(data, ds.oracle_examples("parity", "retuning", (1, 3), 5, 0, True))
-    with pytest.raises(InputError, match="does not hold addition examples"):
+    with pytest.raises(UserError, match="does not hold addition examples"):
         ds.file_examples(str(data), "addition")
     assert ds.file_examples(str(data), "parity")
     paper = tmp_path / "paper.json"
     paper.write_text('[{"input": "x", "output": "y"},\n{"input": "z", "output": "w"}]\n')
-    with pytest.raises(InputError, match="one JSON list"):
+    with pytest.raises(UserError, match="one JSON list"):
         ds.file_examples(str(paper), "parity")
-    with pytest.raises(InputError, match="does not hold parity scratchpad examples"):
+    with pytest.raises(UserError, match="does not hold parity scratchpad examples"):
         ds.file_examples(str(data), "parity", "scratchpad")
     assert ds.file_examples(str(data), "parity", "retuning")
 

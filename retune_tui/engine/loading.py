@@ -237,7 +237,7 @@ def load_adapter(model: Any, spec: ModelSpec, *, trainable: bool = False) -> Any
     if not directory.is_dir():
         raise InputError(f"adapter directory {directory} not found")
     if not (directory / "adapter_config.json").exists():
-        raise UserError(f"{directory} is not a peft adapter (no adapter_config.json)")
+        raise InputError(f"{directory} is not a peft adapter (no adapter_config.json)")
     if not (directory / "adapter_model.safetensors").exists():
         if not spec.allow_pickle:
             raise UserError(f"{directory} has no adapter_model.safetensors; pass --allow-pickle to load a pickled "

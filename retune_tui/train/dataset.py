@@ -21,7 +21,7 @@ import torch
 
 from retune_tui import data as datasets
 from retune_tui.data import DataSpec, Weighting
-from retune_tui.errors import InputError
+from retune_tui.errors import InputError, UserError
 from retune_tui.tasks import get_method, get_task
 from retune_tui.tasks.protocol import BadReturn, Method, ProblemParseError, Task, return_text, returned_values
 from retune_tui.train.skills import REPLAY_LENGTHS, skill_example, skill_examples
@@ -155,10 +155,12 @@ def file_examples(path: str, task: str, method: str | None = None) -> list[TextE
             out.append(TextExample(record["prompt"], record["completion"], int(size)))
     except OSError as exc:
         raise InputError(f"cannot read data {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # the file's contents: exit code 1, as for every bad content
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start}); give a `retune data` JSONL file") from None
     except ValueError as exc:
-        raise InputError(str(exc)) from None
+        raise UserError(str(exc)) from None
     if not out:
-        raise InputError(f"{path} holds no examples")
+        raise UserError(f"{path} holds no examples")
     return out
 
 
@@ -186,7 +188,7 @@ def _check_task(path: str, task: Task, prompt: str) -> None:
     try:
         task.parse(prompt)
     except ProblemParseError:
-        raise InputError(f"{path} does not hold {task.name} examples (its first prompt: "
+        raise UserError(f"{path} does not hold {task.name} examples (its first prompt: "
                          f"{prompt.splitlines()[0][:60]!r})") from None
 
 
@@ -196,7 +198,7 @@ def _check_method(path: str, task: Task, method: Method, prompt: str, completion
     except (BadReturn, ProblemParseError):
         writes = None
     if writes != completion:
-        raise InputError(f"{path} does not hold {task.name} {method} examples (its first completion is not "
+        raise UserError(f"{path} does not hold {task.name} {method} examples (its first completion is not "
                          f"what {method} writes there; made with another --method?)")
 
 

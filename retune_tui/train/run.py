@@ -24,7 +24,7 @@ import torch
 
 from retune_tui.engine.hf import base_model_of, max_positions
 from retune_tui.errors import InputError, Stopped, UserError
-from retune_tui.files import STAGING_NAME, atomic_write_text, staged_into
+from retune_tui.files import STAGING_NAME, atomic_write_text, check_folder, staged_into
 from retune_tui.manifest import MANIFEST_NAME, Manifest, config_fingerprint
 from retune_tui.train import dataset as ds
 from retune_tui.train.callbacks import LossLog, ProgressBar, StopOnInterrupt, TimeCosine, TimeLimit
@@ -72,6 +72,7 @@ def _check_is_a_run(out: Path) -> None:
     """``out`` is a folder that is empty, missing or a run's: nothing else is written over."""
     if out.is_file():
         raise InputError(f"--out {out} is a file; give a folder")
+    check_folder(out, "--out")  # under a file, say
     if out.is_dir() and not any((out / name).exists() for name in RUN_FILES) and any(out.iterdir()):
         raise InputError(f"--out {out} holds files that are not a retune run; choose another folder")
 

@@ -70,7 +70,8 @@ class Backend:
         spec = self.spec(task, method)
         if spec is None:
             return OracleGenerator(task, method)
-        from retune_tui.engine.hf import HFGenerator, Sampling
+        from retune_tui.engine.decoding import Sampling
+        from retune_tui.engine.hf import HFGenerator
         from retune_tui.engine.loading import load_model
 
         try:

@@ -18,89 +18,24 @@ engine sees what a loop that re-encodes the whole context sees, for any tokenize
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from retune_tui.engine.generator import CALL, CONTEXT, EOS, LENGTH, Delta
-from retune_tui.tasks.protocol import call_stop
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Greedy unless ``temperature`` > 0; then temperature / top-p sampling with ``seed``."""
-
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.temperature < math.inf:  # nan too; inf would sample uniformly
-            raise ValueError(f"temperature must be a number >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+from retune_tui.engine.decoding import Context, Counters, Sampling, TokenDecoder, eos_ids_of, max_positions
+from retune_tui.engine.generator import Delta
 
 
 @dataclass
-class _Context:
-    text: str  # the whole context: prompt, accepted segments, returned values
-    ids: list[int] = field(default_factory=list)  # tokens whose keys/values are cached
+class _Context(Context):
     stash: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per layer (1, H, len(ids), D), off-batch
-    pending: list[int] = field(default_factory=list)  # tokens to feed next
-    generated: list[int] = field(default_factory=list)  # tokens of the current segment
-    segment: str = ""  # decoded text of the current segment
-    budget: int = 0
     rng: torch.Generator | None = None  # its own draws when sampling: the same whatever else is in the batch
 
 
-@dataclass
-class Counters:
-    """What the backend did, for tests and benchmarks."""
-
-    forwards: int = 0
-    fed_tokens: int = 0  # tokens encoded (prompts, returns, re-encodes, decoded tokens)
-    generated_tokens: int = 0
-    rebuilds: int = 0
-
-
-def max_positions(config: Any) -> int | None:
-    """How many positions the model can attend over (its sliding window, if smaller)."""
-    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    window = getattr(config, "sliding_window", None)
-    layer_types = getattr(config, "layer_types", None) or []
-    sliding = getattr(config, "use_sliding_window", True) or "sliding_attention" in layer_types
-    if window and sliding:
-        # The batch rebuilds caches as full layers, exact only while a context fits the window.
-        limit = min(limit, window) if limit else window
-    return limit
-
-
-def lookup(tokens: list[int], count: int, longest: int = 3) -> list[int]:
-    """The ``count`` tokens that followed the latest earlier occurrence of the context's last
-    n tokens (n = ``longest`` down to 1), or nothing."""
-    for n in range(longest, 0, -1):
-        if len(tokens) <= n:
-            continue
-        tail = tokens[-n:]
-        for start in range(len(tokens) - n - 1, -1, -1):
-            if tokens[start : start + n] == tail:
-                return tokens[start + n : start + n + count]
-    return []
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-class HFGenerator:
+class HFGenerator(TokenDecoder):
     """A Generator over a transformers causal LM (optionally with a peft adapter).
 
     Args:
@@ -124,12 +59,8 @@ class HFGenerator:
         self.speculate = speculate
         self.speculate_max_batch = speculate_max_batch
         self.device = next(model.parameters()).device
-        eos = tokenizer.eos_token_id
-        extra = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        self.eos_ids = {eos} | set(extra if isinstance(extra, list) else [extra] if extra is not None else [])
-        self.eos_ids.discard(None)
-        if not self.eos_ids:
-            raise ValueError("the tokenizer has no EOS token; segments could never end")
+        self.eos_ids = eos_ids_of(tokenizer.eos_token_id,
+                                  getattr(getattr(model, "generation_config", None), "eos_token_id", None))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.max_positions = max_positions(model.config)
         self.counters = Counters()
@@ -151,15 +82,9 @@ class HFGenerator:
         if key in self._rows:
             self._leave([key])
         ctx = self._contexts[key]
-        ctx.text += text
-        full = self.encode(ctx.text)
-        keep = common_prefix(ctx.ids, full)
-        if keep < len(ctx.ids):  # the text tokenizes differently than it was generated: re-encode the rest
-            ctx.ids = ctx.ids[:keep]
-            if ctx.stash is not None:
-                ctx.stash = [(k[:, :, :keep], v[:, :, :keep]) for k, v in ctx.stash]
-        ctx.pending = full[keep:]
-        ctx.generated, ctx.segment, ctx.budget = [], "", max_new_tokens
+        keep = self.prepare_extend(ctx, text, max_new_tokens)
+        if ctx.stash is not None and keep < ctx.stash[0][0].shape[2]:  # re-encode what tokenized differently
+            ctx.stash = [(k[:, :, :keep], v[:, :, :keep]) for k, v in ctx.stash]
 
     def close(self, key: Hashable) -> None:
         if key in self._rows:
@@ -175,12 +100,8 @@ class HFGenerator:
             raise
 
     def _step(self, keys: Sequence[Hashable]) -> dict[Hashable, Delta]:
-        out: dict[Hashable, Delta] = {}
-        if self.max_positions:  # contexts that would outgrow the model's window end here
-            full = [k for k in keys if len(self._contexts[k].ids) + len(self._contexts[k].pending) > self.max_positions]
-            for key in full:
-                out[key] = Delta("", 0, done=True, reason=CONTEXT)
-            keys = [k for k in keys if k not in out]
+        out = self.too_long({k: self._contexts[k] for k in keys})
+        keys = [k for k in keys if k not in out]
         wanted = set(keys)
         idle = [k for k in self._rows if k not in wanted]
         if idle:
@@ -191,7 +112,7 @@ class HFGenerator:
         if not self._rows:
             return out
         contexts = [self._contexts[k] for k in self._rows]
-        drafts = self._drafts(contexts)
+        drafts = self.drafts(contexts)
         fed = [ctx.pending + draft for ctx, draft in zip(contexts, drafts)]
         # Only the columns whose next token is needed: each row's last pending token and its drafts.
         columns = sorted({c for tokens, draft in zip(fed, drafts)
@@ -203,7 +124,10 @@ class HFGenerator:
         picks = self._sample(logits.float(), needed, contexts)
         finished = []
         for row, (key, ctx, draft) in enumerate(zip(self._rows, contexts, drafts)):
-            out[key] = self._take(row, ctx, picks[row], len(fed[row]), draft, start)
+            out[key], rejected = self.take(ctx, picks[row], draft)
+            if rejected:  # the drafts after the first disagreement leave the cache
+                n_fed = len(fed[row])
+                self._mask[row, start + n_fed - rejected : start + n_fed] = 0
             if out[key].done:
                 finished.append(key)
         if finished:
@@ -217,67 +141,6 @@ class HFGenerator:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
-    def _accept(self, ctx: _Context, token: int) -> Delta:
-        """Take one generated token: extend the segment and decide whether it ended."""
-        self.counters.generated_tokens += 1
-        if token in self.eos_ids:
-            return Delta("", 1, done=True, reason=EOS)
-        ctx.generated.append(token)
-        text = self.decode(ctx.generated)
-        stop = call_stop(text)
-        if stop is not None:
-            text = text[:stop]  # a token may carry characters past the call's newline
-        else:
-            text = text.rstrip("\ufffd")  # half a character (byte-level BPE): wait for the rest
-        delta = text[len(ctx.segment):] if text.startswith(ctx.segment) else ""
-        ctx.segment += delta
-        ctx.text += delta
-        if stop is not None:
-            return Delta(delta, 1, done=True, reason=CALL)
-        if len(ctx.generated) >= ctx.budget:
-            return Delta(delta, 1, done=True, reason=LENGTH)
-        return Delta(delta, 1)
-
-    def _take(self, row: int, ctx: _Context, picks: list[int], n_fed: int, draft: list[int], start: int) -> Delta:
-        """Accept this row's next token, and with it every draft token the model agrees with.
-
-        ``picks[j]`` is the model's choice after the row's last pending token (j = 0) and
-        after each of its drafts (j = 1, 2, …). Draft tokens were fed
-        after the pending ones; each one the model would have chosen itself is already in
-        the cache, so the next choice can be read right away. The first disagreement is
-        the row's next token; the drafts after it are masked out of the cache.
-        """
-        text, tokens, j = "", 0, 0
-        while True:
-            token = picks[j]
-            delta = self._accept(ctx, token)
-            text, tokens = text + delta.text, tokens + 1
-            verified = j < len(draft) and token == draft[j]
-            if delta.done or not verified:
-                break
-            j += 1
-        rejected = len(draft) - j - (1 if delta.done and verified else 0)
-        if rejected > 0:
-            del ctx.ids[len(ctx.ids) - rejected :]
-            self._mask[row, start + n_fed - rejected : start + n_fed] = 0
-        ctx.pending = [] if delta.done else [token]
-        return Delta(text, tokens, delta.done, delta.reason)
-
-    def _drafts(self, contexts: list[_Context]) -> list[list[int]]:
-        """Tokens guessed by looking the context up (copy-aware speculation; exact under greedy)."""
-        if not self.speculate or self.sampling.temperature > 0 or len(contexts) > self.speculate_max_batch:
-            return [[] for _ in contexts]
-        drafts = []
-        for ctx in contexts:
-            room = ctx.budget - len(ctx.generated) - 1
-            if self.max_positions:
-                room = min(room, self.max_positions - len(ctx.ids) - len(ctx.pending))
-            if len(ctx.pending) != 1 or room <= 0:
-                drafts.append([])
-            else:
-                drafts.append(lookup(ctx.ids + ctx.pending, min(self.speculate, room)))
-        return drafts
 
     # --- the live batch -------------------------------------------------------------------
 
@@ -317,7 +180,7 @@ class HFGenerator:
         """Each row's next tokens at the columns it needs (logits: (B, width, vocab)): greedy,
         or sampled with temperature / top-p from the row's own generator, drawing for those
         columns alone (so what a context writes does not depend on the other rows)."""
-        if self.sampling.temperature == 0:
+        if self.sampling.greedy:
             best = logits.argmax(dim=-1).cpu().tolist()  # (B, width)
             return [[best[row][c] for c in columns] for row, columns in enumerate(needed)]
         probs = torch.softmax(logits / self.sampling.temperature, dim=-1).cpu()

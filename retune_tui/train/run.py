@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from retune_tui.engine.hf import base_model_of, max_positions
+from retune_tui.engine.decoding import max_positions
+from retune_tui.engine.hf import base_model_of
 from retune_tui.errors import InputError, Stopped, UserError
 from retune_tui.files import STAGING_NAME, atomic_write_text, check_folder, staged_into
 from retune_tui.manifest import MANIFEST_NAME, Manifest, config_fingerprint

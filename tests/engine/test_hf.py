@@ -137,7 +137,7 @@ def test_speculation_changes_nothing_but_the_number_of_passes(model):
 
 
 def test_lookup_finds_the_continuation_of_the_last_tokens():
-    from retune_tui.engine.hf import lookup
+    from retune_tui.engine.decoding import lookup
 
     assert lookup([5, 1, 2, 3, 9, 1, 2], 3) == [3, 9, 1]
     assert lookup([1, 2, 3], 2) == []
@@ -187,7 +187,7 @@ def test_segment_budget():
 
 
 def test_sampling_is_seeded():
-    from retune_tui.engine.hf import Sampling
+    from retune_tui.engine.decoding import Sampling
 
     m, tok = tiny_model("qwen2")
     runs = [generate(HFGenerator(m, tok, sampling=Sampling(1.0, 0.9, seed=s)), [(0, PROMPTS[0])], 12)[0]

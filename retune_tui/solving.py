@@ -66,18 +66,26 @@ class Backend:
 
     def generator(self, task: Task, method: Method, *, batched: bool = False) -> Generator:
         """What writes the segments of ``task`` with ``method``; ``batched``: for many
-        problems at once (a single problem runs on one CPU thread, see loading.py)."""
+        problems at once. A single problem runs on one CPU thread (see loading.py), in numpy
+        where the model allows (see numpy_llama.py)."""
         spec = self.spec(task, method)
         if spec is None:
             return OracleGenerator(task, method)
         from retune_tui.engine.decoding import Sampling
-        from retune_tui.engine.hf import HFGenerator
-        from retune_tui.engine.loading import load_model
 
         try:
             sampling = Sampling(self.temperature, self.top_p, self.seed)
         except ValueError as exc:
             raise InputError(str(exc)) from None
+        if not batched:  # small Llamas on the CPU run in numpy, without waiting seconds for torch
+            from retune_tui.engine import numpy_llama
+
+            fast = numpy_llama.load(spec, task=task.name, method=method.value, sampling=sampling)
+            if fast is not None:
+                return fast
+        from retune_tui.engine.hf import HFGenerator
+        from retune_tui.engine.loading import load_model
+
         loaded = load_model(spec, task=task.name, method=method.value)
         if not batched:
             from retune_tui.engine.loading import threads_for_one_problem

@@ -88,3 +88,24 @@ def test_the_cli_uses_the_bundled_model_by_default():
     assert result.exit_code == 0, result.output
     assert "answer 138984" in result.output and "correct" in result.output and "wrong" not in result.output
     assert "oracle" not in result.output
+
+
+@pytest.mark.parametrize("adapter", bundled.adapters(), ids=lambda path: path.name)
+def test_numpy_writes_what_transformers_writes(adapter):
+    """A problem solved on the CPU runs in numpy (see numpy_llama.py): every bundled adapter
+    writes the same traces there as through transformers, token for token."""
+    from retune_tui.engine import numpy_llama
+    from retune_tui.engine.decoding import Sampling
+    from retune_tui.trace import Trace
+
+    task_name, method = adapter.name.split("-")
+    task, the_method = get_task(task_name), Method(method)
+    spec = ModelSpec(str(bundled.base_dir()), str(adapter), device="cpu")
+    problems = [task.parse(p) for p in SAMPLES[task_name] + SOLVED[task_name]]
+    loaded = load_model(spec, task=task_name, method=method)
+    fast = numpy_llama.build(spec, task=task_name, method=method, sampling=Sampling())
+    hf_traces = Runner(task, the_method, HFGenerator(loaded.model, loaded.tokenizer)).run(problems)
+    fast_traces: list[Trace] = Runner(task, the_method, fast).run(problems)
+    assert [_shape(t) for t in fast_traces] == [_shape(t) for t in hf_traces]
+    assert [_tokens(t) for t in fast_traces] == [_tokens(t) for t in hf_traces]
+    assert [t.finished.answer for t in fast_traces] == [t.finished.answer for t in hf_traces]

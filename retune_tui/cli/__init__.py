@@ -71,9 +71,16 @@ def guarded(fn: F) -> F:
 
 
 @app.callback()
-def root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False) -> None:
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors, and debug logs.")] = False,
+) -> None:
     global _debug
     _debug = debug
+    if debug:  # and what the code logs on the way (why a model goes to transformers, say)
+        import logging
+
+        logging.basicConfig(format="%(name)s: %(message)s")
+        logging.getLogger("retune_tui").setLevel(logging.DEBUG)
 
 
 # --- shared options ---------------------------------------------------------------------

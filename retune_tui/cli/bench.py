@@ -1,4 +1,4 @@
-"""`retune bench memory` and `retune bench inference`."""
+"""`retune bench memory`, `retune bench inference` and `retune bench solve`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from retune_tui.cli import (
     DeviceOpt,
     DtypeOpt,
     OverwriteOpt,
+    TaskOpt,
     _backend,
     _int_list,
     _write_json,
@@ -192,4 +193,73 @@ def bench_inference(
             "rows": [asdict(r) for r in rows],
         },
     )
+    typer.echo(f"wrote {out}")
+
+
+@bench_app.command("solve")
+@guarded
+def bench_solve(
+    problem: Annotated[str, typer.Argument(help="The problem, as `retune solve` takes it.")] = "48213 + 90771",
+    base: Annotated[str | None, typer.Option(
+        "--base", "--model", help="Base model: a local directory (default: the bundled model).")] = None,
+    adapter: AdapterOpt = None,
+    task: TaskOpt = None,
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Default: the adapter's.")] = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    repeats: Annotated[int, typer.Option(help="Runs per engine (the median is reported).")] = 3,
+    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("bench-solve.json"),
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Seconds from typing `retune solve PROBLEM` to its answer, in fresh processes: the numpy
+    engine against transformers (RETUNE_ENGINE=torch); checks both write the same trace."""
+    import os
+    import platform
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from retune_tui.bench.solve import solve_benchmark
+    from retune_tui.engine import numpy_llama
+    from retune_tui.engine.decoding import Sampling
+    from retune_tui.files import check_output
+    from retune_tui.tasks import parse_problem
+
+    check_output(out, overwrite=overwrite)
+    if repeats < 1:
+        raise InputError("--repeats must be at least 1")
+    backend = _backend(base, adapter, device, dtype, False, False)
+    if backend.is_oracle:
+        raise InputError("the benchmark needs a model, not the oracle")
+    task_name, the_method = backend.defaults(task, method)
+    the_task, _ = parse_problem(problem, task_name)
+    spec = backend.spec(the_task, the_method)
+    try:
+        numpy_llama.build(spec, task=the_task.name, method=the_method.value, sampling=Sampling())
+    except numpy_llama.Declined as reason:
+        raise InputError(f"the numpy engine does not run {spec.base} ({reason}); nothing to compare") from None
+    args = [problem, "--task", the_task.name, "--method", the_method.value, "--device", device, "--dtype", dtype]
+    args += ["--base", base] if base else []
+    args += ["--adapter", str(adapter)] if adapter else []
+    console = Console()
+    rows, identical = solve_benchmark(
+        args, repeats, lambda engine, wall: console.print(f"[dim]{engine}: {wall:.2f}s[/dim]"))
+    table = Table(title=f"retune solve {problem!r} · {the_task.name} · {the_method} — {spec.base}")
+    for col in ("engine", "wall median", "wall min", "solving", "answer"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r.engine, f"{r.wall_median:.2f}s", f"{r.wall_min:.2f}s", f"{r.solve_median:.3f}s",
+                      f"{r.answer} {'correct' if r.correct else 'wrong'}")
+    console.print(table)
+    numpy_row, torch_row = rows
+    ratio = round(torch_row.wall_median / numpy_row.wall_median, 2)
+    console.print(f"numpy answers {ratio}x sooner; the traces are {'identical' if identical else 'DIFFERENT'}")
+    from dataclasses import asdict
+
+    _write_json(out, {
+        "benchmark": "solve", "problem": problem, "task": the_task.name, "method": the_method.value,
+        "model": spec.base if not spec.adapter else f"{spec.base} + {spec.adapter}",
+        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "ratio": ratio, "identical": identical, "rows": [asdict(r) for r in rows],
+    })
     typer.echo(f"wrote {out}")

@@ -1,4 +1,5 @@
-"""The engine: a recursive runner over a Generator backend (oracle or transformers)."""
+"""The engine: a recursive runner over a Generator backend (oracle, transformers, or numpy for a
+small Llama solving one problem on a CPU)."""
 
 from retune_tui.engine.generator import CALL, CONTEXT, EOS, LENGTH, Delta, Generator
 from retune_tui.engine.limits import Limits

@@ -53,7 +53,7 @@ def test_solve_every_method(method):
     (("solve", "1 + 2", "--temperature", "nan"), "--temperature must be a number >= 0, got nan"),
     (("solve", "1 + 2", "--temperature", "inf"), "--temperature must be a number >= 0, got inf"),
     (("solve", "1 + 2", "--model", "oracle", "--temperature", "0.5"), "--temperature and --top-p are for a model"),
-    (("solve", "1 + 2", "--adapter", "x"), "--adapter needs"),
+    (("solve", "1 + 2", "--adapter", "."), "--adapter needs"),  # a folder, of no manifest, and nothing bundled
     (("data", "multiplication", "--problem", "1"), "unknown task"),
     (("data", "addition", "--lengths", "9-2", "--out", "x.jsonl"), "bad length range"),
     (("data", "addition"), "give --out FILE"),
@@ -84,11 +84,35 @@ BUNDLED = pytest.mark.bundled  # these look for the adapter or the data after th
     (("average", "{none}", "{none}2", "--out", "{none}3"), "not found"),
     (("train", "--recipe", "{none}"), "cannot read recipe"),
     pytest.param(("train", "parity", "--data", "{none}", "--out", "{none}3"), "cannot read data", marks=BUNDLED),
+    (("bench", "inference", "--adapter", "{none}"), "adapter directory"),
+    (("bench", "solve", "--adapter", "{none}"), "adapter directory"),
 ])
 def test_a_missing_input_path_is_bad_input_exit_2_in_every_command(tmp_path, args, message):
     none = tmp_path / "none"
     result = invoke(*(arg.format(none=none) for arg in args))
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize("command", [("solve", "1 + 2"), ("eval",), ("bench", "inference"), ("bench", "solve")])
+def test_an_adapter_that_is_a_file_is_named_as_one(tmp_path, command):
+    (tmp_path / "adapter.safetensors").write_text("x")
+    result = invoke(*command, "--adapter", str(tmp_path / "adapter.safetensors"))
+    assert result.exit_code == 2 and "is a file; give the adapter's folder" in result.output, result.output
+
+
+def test_an_output_that_cannot_be_made_is_named_as_asked_not_as_its_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from retune_tui.files import atomic_write_text
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".r.json.abc.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_disk)
+    with pytest.raises(OSError) as caught:
+        atomic_write_text(tmp_path / "r.json", "{}")
+    assert caught.value.filename == str(tmp_path / "r.json") and caught.value.errno == errno.ENOSPC
 
 
 def test_debug_shows_the_traceback():

@@ -98,6 +98,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Start]:
     if args.speed < 0 or (args.replay is not None and args.replay <= 0):
         raise InputError("--speed must not be negative and --replay must be positive")
     for name, path in (("--adapter", args.adapter), ("--versus", args.versus)):
+        if path is not None and path.is_file():
+            raise InputError(f"{name}: {path} is a file; give the adapter's folder")
         if path is not None and not path.is_dir():
             raise InputError(f"{name}: no such adapter directory {path}")
     if args.base is None and (args.adapter is not None or args.versus is not None):

@@ -148,7 +148,10 @@ def _backend(base, adapter, device, dtype, allow_pickle, trust_remote_code, temp
     if not 0 <= temperature < math.inf:  # nan is a sampling traceback; inf samples uniformly, noise
         raise InputError(f"--temperature must be a number >= 0, got {temperature}")
     from retune_tui import bundled
+    from retune_tui.engine.loading import check_adapter_folder
 
+    if adapter is not None:
+        check_adapter_folder(adapter)
     if base is None and adapter is not None:
         base = bundled.base_for(adapter)
         if base is None:

@@ -227,15 +227,20 @@ def load_base(spec: ModelSpec, device: Any, dtype: Any) -> Any:
     return model.to(device).eval()
 
 
+def check_adapter_folder(directory: str | Path) -> None:
+    """An adapter named by the user is a folder that is there (checked before any work)."""
+    if Path(directory).is_file():
+        raise InputError(f"adapter {directory} is a file; give the adapter's folder")
+    if not Path(directory).is_dir():
+        raise InputError(f"adapter directory {directory} not found")
+
+
 def load_adapter(model: Any, spec: ModelSpec, *, trainable: bool = False) -> Any:
     """``model`` with the adapter of ``spec`` on it (in eval mode unless ``trainable``)."""
     from peft import PeftModel
 
     directory = Path(spec.adapter)
-    if directory.is_file():
-        raise InputError(f"adapter {directory} is a file; give the adapter's folder")
-    if not directory.is_dir():
-        raise InputError(f"adapter directory {directory} not found")
+    check_adapter_folder(directory)
     if not (directory / "adapter_config.json").exists():
         raise InputError(f"{directory} is not a peft adapter (no adapter_config.json)")
     if not (directory / "adapter_model.safetensors").exists():

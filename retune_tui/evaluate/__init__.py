@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from retune_tui.engine import Limits, OracleGenerator
-from retune_tui.engine.loading import ModelSpec, check_device_name, dtype_name
+from retune_tui.engine.loading import ModelSpec, check_adapter_folder, check_device_name, dtype_name
 from retune_tui.errors import InputError
 from retune_tui.evaluate.accuracy import RunResult, Subject, evaluate_subject, merge
 from retune_tui.files import atomic_write_text
@@ -61,6 +61,11 @@ class EvalConfig:
             raise InputError("nothing to evaluate: give --adapter DIR (one or more), --model DIR or --oracle")
         if self.oracle and self.task is None:
             raise InputError("--oracle needs --task")
+        where = [Path(adapter).resolve() for adapter in self.adapters]
+        if len(set(where)) < len(where):
+            raise InputError("an adapter is given twice")
+        for adapter in self.adapters:  # a path of the wrong kind first: the base cannot help it
+            check_adapter_folder(adapter)
         if (self.adapters or self.whole_model) and self.base is None:
             raise InputError("adapters need the --base model they were trained on")
         if self.whole_model and self.adapters:
@@ -77,12 +82,7 @@ class EvalConfig:
         dtype_name(self.dtype)
         if self.task is not None:
             get_task(self.task)
-        where = [Path(adapter).resolve() for adapter in self.adapters]
-        if len(set(where)) < len(where):
-            raise InputError("an adapter is given twice")
         for adapter in self.adapters:  # all checked before the first is evaluated
-            if not Path(adapter).is_dir():
-                raise InputError(f"adapter directory {adapter} not found")
             manifest = Manifest.read(adapter)
             if manifest is None:
                 raise InputError(f"{adapter} has no retune.json manifest; cannot tell its task and method")

@@ -149,3 +149,13 @@ def test_a_screenshot_of_bad_input_is_one_line_and_no_file(argv, words, code, tm
     captured = capsys.readouterr()
     assert words in captured.err and captured.err.count("\n") == 1 and "saved" not in captured.out
     assert not out.exists()
+
+
+def test_an_adapter_that_is_missing_or_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "adapter.bin").write_text("x")
+    for path, words in ((tmp_path / "none", "no such adapter directory"),
+                        (tmp_path / "adapter.bin", "is a file; give the adapter's folder")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--adapter", str(path)])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and words in err and err.count("\n") == 1, err

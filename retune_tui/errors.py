@@ -10,9 +10,13 @@ class UserError(Exception):
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception's message cut to its first line (its type name if it has none)."""
+    """An exception's message cut to its first line (its type name if it has none); a first
+    line that ends in a colon introduces the rest, so then the whole message, on one line."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    first = text.splitlines()[0].strip()
+    return " ".join(text.split()) if first.endswith(":") else first
 
 
 class Stopped(UserError):

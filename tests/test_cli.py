@@ -373,3 +373,12 @@ def test_report_tells_the_same_adapter_in_two_files_apart(tmp_path):
                   "--markdown", str(tmp_path / "both.md"))
     table = (tmp_path / "both.md").read_text()
     assert both.exit_code == 0 and "before: oracle" in table and "after: oracle" in table
+
+
+def test_an_error_message_is_cut_to_its_first_line_unless_that_line_introduces_the_rest():
+    from retune_tui.errors import first_line
+
+    assert first_line(ValueError("bad value\n  at line 3")) == "bad value"
+    assert first_line(ValueError("Couldn't do it from one of: \n(1) a file, \n(2) a class.")) == \
+        "Couldn't do it from one of: (1) a file, (2) a class."
+    assert first_line(KeyError()) == "KeyError"

@@ -404,7 +404,7 @@ class NumpyGenerator(TokenDecoder):
     def extend(self, key: Hashable, text: str, max_new_tokens: int) -> None:
         ctx = self._contexts[key]
         ctx.cache.length = self.prepare_extend(ctx, text, max_new_tokens)
-        if not ctx.pending:  # the text added no token: feed the last one again for the next choice
+        if not ctx.pending and ctx.ids:  # the text added no token: feed the last one again for the next choice
             ctx.pending = [ctx.ids.pop()]
             ctx.cache.length -= 1
 

@@ -180,3 +180,13 @@ def test_what_numpy_does_not_compute_exactly_goes_to_transformers(saved, tmp_pat
     with pytest.raises(numpy_llama.Declined, match=reason):
         numpy_llama.build(the_spec, task="addition", method="retuning", sampling=sampling)
     assert numpy_llama.load(the_spec, task="addition", method="retuning", sampling=sampling) is None
+
+
+def test_extending_by_no_text_still_gives_a_next_token(saved):
+    hf, fast = both(saved)
+    for gen in (hf, fast):
+        gen.open("a", "12 + 34\nSolution: ", 3)
+        while not gen.step(["a"])["a"].done:
+            pass
+        gen.extend("a", "", 3)
+    assert fast.step(["a"])["a"] == hf.step(["a"])["a"]

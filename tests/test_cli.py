@@ -320,7 +320,16 @@ def test_report_refuses_a_file_twice_and_a_file_of_no_runs(tmp_path):
     spelled_twice = invoke("report", str(empty), str(tmp_path / "." / "e.json"))
     assert spelled_twice.exit_code == 2 and "named twice" in spelled_twice.output
     run = {"label": "a", "task": "parity", "method": "retuning", "trained": [1, 3],
-           "sizes": [{"size": 2, "n": 4, "correct": 4}]}
+           "sizes": [{"size": 2, "n": 4, "correct": 4, "in_distribution": True}]}
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps({"runs": [run]}))
+    assert invoke("report", str(edited)).exit_code == 0  # as written; each edit below breaks it
+    for counts, said in (({"correct": 5}, "5 right of 4 problems"), ({"correct": -1}, "-1 right of 4"),
+                         ({"faithful": 5}, "5 of them the oracle's way"), ({"tokens": -3}, "-3 tokens")):
+        edited.write_text(json.dumps({"runs": [{**run, "sizes": [{**run["sizes"][0], **counts}]}]}))
+        refused = invoke("report", str(edited))
+        assert refused.exit_code == 1 and "holds counts no evaluation gives" in refused.output, refused.output
+        assert said in refused.output
     for field, value in (("sizes", [{"size": None, "n": 4, "correct": 4}]),  # as a hand-edited file may hold
                          ("sizes", [{"size": 2, "n": "4", "correct": 4}]), ("faults", [{"size": 2, "kind": "call"}])):
         edited = tmp_path / "edited.json"

@@ -36,6 +36,10 @@ class Subject:
     loaded: Any = None  # the loaded model behind make_generator (the teacher-forced check uses it)
 
 
+class ImpossibleResult(ValueError):
+    """Counts no evaluation can give."""
+
+
 @dataclass
 class SizeResult:
     size: int
@@ -44,6 +48,17 @@ class SizeResult:
     in_distribution: bool | None
     tokens: int = 0
     faithful: int | None = None  # right answers whose every segment is the oracle's (None: not measured)
+
+    def __post_init__(self) -> None:
+        """Counts that can be (a results file edited by hand, or damaged, is refused by `retune report`)."""
+        counts = [self.size, self.n, self.correct, self.tokens] + ([] if self.faithful is None else [self.faithful])
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+            raise TypeError("counts must be whole numbers")
+        if not (self.size >= 0 and self.tokens >= 0 and 0 <= self.correct <= self.n
+                and 0 <= (self.faithful or 0) <= self.correct):
+            faithful = "" if self.faithful is None else f", {self.faithful} of them the oracle's way"
+            raise ImpossibleResult(f"size {self.size}: {self.correct} right of {self.n} problems{faithful}"
+                                   + (f", {self.tokens} tokens" if self.tokens < 0 else ""))
 
     @property
     def accuracy(self) -> float:

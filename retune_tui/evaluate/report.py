@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from retune_tui.errors import InputError, UserError
-from retune_tui.evaluate.accuracy import RunResult, SizeResult
+from retune_tui.evaluate.accuracy import ImpossibleResult, RunResult, SizeResult
 from retune_tui.files import atomic_write_text
 
 
@@ -33,6 +33,8 @@ def read_results(path: Path) -> tuple[list[RunResult], dict[str, Any]]:
         raise InputError(f"cannot read results {path}: {exc.strerror}") from None
     except KeyError as exc:
         raise UserError(f"{path} is not a `retune eval` results file (no {exc.args[0]!r} field)") from None
+    except ImpossibleResult as exc:
+        raise UserError(f"{path} holds counts no evaluation gives ({exc}); was it edited?") from None
     except (ValueError, TypeError, AttributeError):
         raise UserError(f"{path} is not a `retune eval` results file") from None
 

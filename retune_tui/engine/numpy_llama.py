@@ -107,6 +107,8 @@ def build(spec: ModelSpec, *, task: str | None, method: str | None, sampling: Sa
     model = LlamaWeights.of(tensors, config)
     generation = _read_json(base / "generation_config.json", required=False)
     generation_eos = (generation if generation is not None else config).get("eos_token_id")
+    if eos is None and generation_eos is None:
+        raise Declined("no EOS token")  # transformers says so
     name = spec.base if not spec.adapter else f"{spec.base} + {spec.adapter}"
     return NumpyGenerator(model, tokenizer, eos_ids_of(eos, generation_eos), max_positions(config), name=name)
 
@@ -124,7 +126,7 @@ def _check_wanted(spec: ModelSpec, sampling: Sampling) -> None:
     if not sampling.greedy or spec.trust_remote_code:
         raise Declined("sampling" if not sampling.greedy else "remote code allowed")
     if not (spec.device == "cpu" or (spec.device == "auto" and bundled.is_base(spec.base))):
-        raise Declined(f"device {spec.device}")
+        raise Declined(f"device {spec.device}" + (": --device cpu runs it here" if spec.device == "auto" else ""))
     if not (spec.dtype == "float32" or (spec.dtype == "auto" and spec.device == "cpu")):
         raise Declined(f"dtype {spec.dtype}")
 

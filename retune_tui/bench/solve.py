@@ -25,6 +25,7 @@ from retune_tui.errors import UserError
 from retune_tui.trace import Trace, read_traces
 
 ENGINES = ("numpy", "torch")
+RUN_TIMEOUT = 900  # seconds a run may take
 
 
 @dataclass
@@ -68,7 +69,11 @@ def _run(args: list[str], engine: str, save: Path) -> tuple[float, Trace]:
         env[ENGINE_ENV] = "torch"
     command = [sys.executable, "-m", "retune_tui.cli", "solve", *args, "--save", str(save)]
     start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"retune solve took over {RUN_TIMEOUT} s with the {engine} engine; "
+                        "try a smaller problem") from None
     wall = time.perf_counter() - start
     if done.returncode != 0:
         said = (done.stderr or done.stdout).strip().splitlines()

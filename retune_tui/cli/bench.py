@@ -234,10 +234,14 @@ def bench_solve(
     task_name, the_method = backend.defaults(task, method)
     the_task, _ = parse_problem(problem, task_name)
     spec = backend.spec(the_task, the_method)
+    switched_off = os.environ.pop(numpy_llama.ENGINE_ENV, None)  # the runs set it themselves
     try:
         numpy_llama.build(spec, task=the_task.name, method=the_method.value, sampling=Sampling())
     except numpy_llama.Declined as reason:
         raise InputError(f"the numpy engine does not run {spec.base} ({reason}); nothing to compare") from None
+    finally:
+        if switched_off is not None:
+            os.environ[numpy_llama.ENGINE_ENV] = switched_off
     args = [problem, "--task", the_task.name, "--method", the_method.value, "--device", device, "--dtype", dtype]
     args += ["--base", base] if base else []
     args += ["--adapter", str(adapter)] if adapter else []
@@ -253,7 +257,8 @@ def bench_solve(
     console.print(table)
     numpy_row, torch_row = rows
     ratio = round(torch_row.wall_median / numpy_row.wall_median, 2)
-    console.print(f"numpy answers {ratio}x sooner; the traces are {'identical' if identical else 'DIFFERENT'}")
+    sooner = f"{ratio}x sooner" if ratio >= 1 else f"{round(1 / ratio, 2)}x later"
+    console.print(f"numpy answers {sooner}; the traces are {'identical' if identical else 'DIFFERENT'}")
     from dataclasses import asdict
 
     _write_json(out, {

@@ -98,14 +98,19 @@ def build(spec: ModelSpec, *, task: str | None, method: str | None, sampling: Sa
             manifest.check(spec.base, task=task, method=method, fingerprint=None, what="model")
     tensors = _load_safetensors(weights)
     if config.get("tie_word_embeddings", False):
-        if "model.embed_tokens.weight" not in tensors:
-            raise Declined("tied embeddings, but no model.embed_tokens.weight")
-        tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]  # merging makes it a matrix of its own
+        embed = tensors.get("model.embed_tokens.weight")
+        if embed is None or ("lm_head.weight" in tensors and not np.array_equal(tensors["lm_head.weight"], embed)):
+            raise Declined("tied embeddings, but no model.embed_tokens.weight or an lm_head.weight of its own")
+        if adapter is not None and adapter[0]:
+            raise Declined("tied embeddings, and the adapter brings base layers (peft would change both)")
+        tensors["lm_head.weight"] = embed  # merging makes it a matrix of its own
     if adapter is not None:
         _merge(tensors, *adapter)
     tokenizer, eos = _load_tokenizer(tokenizer_dir)
     model = LlamaWeights.of(tensors, config)
     generation = _read_json(base / "generation_config.json", required=False)
+    if generation is None and "eos_token_id" not in config:
+        raise Declined("no eos_token_id in config.json")  # transformers would take LlamaConfig's default
     generation_eos = (generation if generation is not None else config).get("eos_token_id")
     if eos is None and generation_eos is None:
         raise Declined("no EOS token")  # transformers says so
@@ -131,17 +136,36 @@ def _check_wanted(spec: ModelSpec, sampling: Sampling) -> None:
         raise Declined(f"dtype {spec.dtype}")
 
 
+#: The config's sizes: whole numbers, present (``head_dim`` and ``num_key_value_heads`` may be null).
+_SIZES = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "vocab_size",
+          "max_position_embeddings")
+_OPTIONAL_SIZES = ("head_dim", "num_key_value_heads")
+
+
 def _check_supported(config: dict[str, Any]) -> None:
-    """A plain Llama: SiLU, default RoPE, no biases, no custom code."""
+    """A plain Llama: SiLU, default RoPE, no biases, no custom code, every size a whole number
+    that fits (transformers refuses what does not, and says why)."""
     rope = config.get("rope_parameters") or {}
     plain = (config.get("architectures") == ["LlamaForCausalLM"] and config.get("model_type") == "llama"
-             and config.get("hidden_act") == "silu" and not config.get("attention_bias")
-             and not config.get("mlp_bias") and config.get("pretraining_tp", 1) == 1
-             and "auto_map" not in config and rope.get("rope_type", "default") == "default"
-             and config.get("rope_scaling") is None
-             and isinstance(rope.get("rope_theta", config.get("rope_theta")), float | int))
+             and config.get("hidden_act") == "silu" and config.get("attention_bias", False) is False
+             and config.get("mlp_bias", False) is False and config.get("pretraining_tp", 1) == 1
+             and "auto_map" not in config and config.get("rope_scaling") is None and isinstance(rope, dict)
+             and set(rope) <= {"rope_type", "type", "rope_theta"}  # no factor, no partial rotation
+             and rope.get("rope_type", rope.get("type", "default")) == "default"
+             and _is_number(rope.get("rope_theta", config.get("rope_theta", 10000.0)))
+             and _is_number(config.get("rms_norm_eps", 1e-6)))
     if not plain:
         raise Declined("not a plain LlamaForCausalLM (SiLU, default RoPE, no biases)")
+    sizes = [config.get(name) for name in _SIZES] + [config.get(name) or 1 for name in _OPTIONAL_SIZES]
+    if not all(isinstance(size, int) and not isinstance(size, bool) and size > 0 for size in sizes):
+        raise Declined(f"a size of the config ({', '.join(_SIZES + _OPTIONAL_SIZES)}) is no whole number")
+    heads = config["num_attention_heads"]
+    if config["hidden_size"] % heads or heads % (config.get("num_key_value_heads") or heads):
+        raise Declined("hidden_size or num_key_value_heads does not divide by num_attention_heads")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def _tokenizer_dir(spec: ModelSpec) -> Path:
@@ -181,6 +205,10 @@ def _read_adapter(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, dic
     rank, alpha = config.get("r"), config.get("lora_alpha")
     if not isinstance(rank, int) or rank <= 0 or not isinstance(alpha, int | float):
         raise Declined("adapter rank or alpha")
+    targets = config.get("target_modules")
+    if (not isinstance(targets, list) or not all(isinstance(t, str) for t in targets)
+            or any(config.get(key) for key in ("layers_to_transform", "layers_pattern", "exclude_modules"))):
+        raise Declined("the adapter picks its modules otherwise than by a list of names")
     tensors = _load_safetensors(directory / "adapter_model.safetensors")
     saved: dict[str, np.ndarray] = {}
     updates: dict[str, dict[str, np.ndarray]] = {}
@@ -191,8 +219,11 @@ def _read_adapter(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, dic
             saved[f"{match['module']}.weight"] = tensor
         else:
             raise Declined(f"adapter tensor {key}")  # embeddings, DoRA magnitudes: peft's business
-    if any(set(parts) != {"A", "B"} for parts in updates.values()):
-        raise Declined("a LoRA module without both A and B")
+    if any(set(parts) != {"A", "B"} or parts["A"].shape[0] != rank for parts in updates.values()):
+        raise Declined("a LoRA module without both A and B, or of another rank than r")
+    # peft adapts the modules its targets name (by suffix), whatever else the file holds
+    if any(not any(module == t or module.endswith("." + t) for t in targets) for module in updates):
+        raise Declined("the adapter file holds modules its target_modules does not name")
     scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
     return saved, updates, scale
 
@@ -203,8 +234,8 @@ def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
 
     try:
         tensors = load_file(path)
-    except (OSError, SafetensorError, ValueError) as exc:
-        raise Declined(f"cannot read {path}: {exc}") from None
+    except (OSError, SafetensorError, ValueError, TypeError) as exc:  # TypeError: bfloat16, which numpy lacks
+        raise Declined(f"cannot read {path} in numpy: {exc}") from None
     if not all(t.dtype == np.float32 for t in tensors.values()):
         raise Declined(f"{path} is not all float32")
     return tensors
@@ -229,16 +260,40 @@ def _merge(tensors: dict[str, np.ndarray], saved: dict[str, np.ndarray], updates
 
 
 def _load_tokenizer(directory: Path) -> tuple[Any, int | None]:
-    """The tokenizer and its EOS id (from tokenizer_config.json, as transformers reads it)."""
+    """The tokenizer, without the truncation or padding its file may keep (as transformers
+    uses it), and its EOS id; declined where transformers would add special tokens to it."""
     from tokenizers import Tokenizer
 
     try:
         tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
     except Exception as exc:  # tokenizers raises its own bare Exception for a file it cannot read
         raise Declined(f"cannot read {directory / 'tokenizer.json'}: {exc}") from None
-    eos = _read_json(directory / "tokenizer_config.json").get("eos_token")
-    eos = eos.get("content") if isinstance(eos, dict) else eos
-    return tokenizer, (tokenizer.token_to_id(eos) if isinstance(eos, str) else None)
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    settings = _read_json(directory / "tokenizer_config.json")
+    special_map = _read_json(directory / "special_tokens_map.json", required=False) or {}
+    named: list[Any] = []
+    for source in (settings, special_map):
+        named += [source.get(key) for key in ("bos_token", "eos_token", "unk_token", "pad_token")]
+        for key in ("additional_special_tokens", "extra_special_tokens"):
+            extra = source.get(key) or []
+            named += list(extra.values()) if isinstance(extra, dict) else extra if isinstance(extra, list) else [extra]
+    names = [_token_text(token) for token in named if token is not None]
+    added = settings.get("added_tokens_decoder") or {}
+    if (any(name is None or tokenizer.token_to_id(name) is None for name in names) or not isinstance(added, dict)
+            or any(str(tokenizer.token_to_id(_token_text(token) or "")) != str(i) for i, token in added.items())):
+        raise Declined("special tokens that tokenizer.json lacks (transformers would add them)")
+    eos, mapped = _token_text(settings.get("eos_token")), _token_text(special_map.get("eos_token"))
+    if eos and mapped and eos != mapped:
+        raise Declined("tokenizer_config.json and special_tokens_map.json name different EOS tokens")
+    eos = eos or mapped
+    return tokenizer, (tokenizer.token_to_id(eos) if eos else None)
+
+
+def _token_text(token: Any) -> str | None:
+    """A special token as the tokenizer files give it: its text, or a dict with its content."""
+    token = token.get("content") if isinstance(token, dict) else token
+    return token if isinstance(token, str) else None
 
 
 # --- the model ----------------------------------------------------------------------------
@@ -298,7 +353,7 @@ class LlamaWeights:
         expected = ((hidden,), (hidden, (heads + 2 * kv_heads) * head_dim), (heads * head_dim, hidden), (hidden,),
                     (hidden, size), (hidden, size), (size, hidden))
         if (heads % kv_heads or shapes != {expected} or norm.shape != (hidden,) or embed.ndim != 2
-                or embed.shape[1] != hidden or lm_head.shape != embed.shape):
+                or embed.shape != (config["vocab_size"], hidden) or lm_head.shape != embed.shape):
             raise Declined("weights of other shapes than the config says")
         rope = config.get("rope_parameters") or {}
         theta = float(rope.get("rope_theta", config.get("rope_theta", 10000.0)))

@@ -182,6 +182,59 @@ def test_what_numpy_does_not_compute_exactly_goes_to_transformers(saved, tmp_pat
     assert numpy_llama.load(the_spec, task="addition", method="retuning", sampling=sampling) is None
 
 
+def _edit_json(path, **changes):
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(changes)
+    path.write_text(json.dumps({k: v for k, v in data.items() if v is not DROP}))
+
+
+DROP = object()
+
+
+def _bf16_weights(path):
+    from safetensors.torch import load_file, save_file
+
+    save_file({k: v.to(torch.bfloat16) for k, v in load_file(path).items()}, path)
+
+
+@pytest.mark.parametrize(("where", "edit", "reason"), [
+    ("config.json", {"rope_parameters": {"type": "linear", "factor": 4.0, "rope_theta": 10000.0}}, "not a plain"),
+    ("config.json", {"num_hidden_layers": "2"}, "no whole number"),
+    ("config.json", {"max_position_embeddings": DROP}, "no whole number"),
+    ("config.json", {"rms_norm_eps": None}, "not a plain"),
+    ("config.json", {"vocab_size": 99}, "other shapes"),
+    ("config.json", {"tie_word_embeddings": True}, "an lm_head.weight of its own"),  # the file's own lm_head
+    ("special_tokens_map.json", {"eos_token": "<end>"}, "special tokens that tokenizer.json lacks"),
+    ("model.safetensors", _bf16_weights, "bfloat16"),
+    ("adapter_config.json", {"target_modules": TARGETS[:-1]}, "holds modules its target_modules does not name"),
+    ("adapter_config.json", {"layers_to_transform": [0]}, "picks its modules otherwise"),
+    ("adapter_config.json", {"r": 8}, "another rank than r"),
+])
+def test_files_that_transformers_or_peft_read_otherwise_are_declined(saved, tmp_path, where, edit, reason):
+    """Each edit makes transformers or peft compute something else, or refuse: numpy declines it."""
+    base, adapter = saved
+    shutil.copytree(base, tmp_path / "base")
+    shutil.copytree(adapter, tmp_path / "adapter")
+    on_adapter = where.startswith("adapter")
+    path = tmp_path / ("adapter" if on_adapter else "base") / where
+    edit(path) if callable(edit) else _edit_json(path, **edit)
+    # a base edited alone (an adapter on it would be declined for its base's fingerprint first)
+    the_spec = spec(saved, base=str(tmp_path / "base"), adapter=str(tmp_path / "adapter") if on_adapter else None)
+    with pytest.raises(numpy_llama.Declined, match=reason):
+        numpy_llama.build(the_spec, task="addition", method="retuning", sampling=Sampling())
+
+
+def test_truncation_or_padding_kept_in_the_tokenizer_file_is_ignored_as_transformers_ignores_it(saved, tmp_path):
+    base, _ = saved
+    shutil.copytree(base, tmp_path / "base")
+    _edit_json(tmp_path / "base" / "tokenizer.json",
+               truncation={"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0})
+    the_spec = spec(saved, base=str(tmp_path / "base"), adapter=None)
+    fast = numpy_llama.build(the_spec, task=None, method=None, sampling=Sampling())
+    text = "73199 + 21439\nSolution: "
+    assert fast.encode(text) == load_model(the_spec).tokenizer(text)["input_ids"] and len(fast.encode(text)) > 8
+
+
 def test_extending_by_no_text_still_gives_a_next_token(saved):
     hf, fast = both(saved)
     for gen in (hf, fast):

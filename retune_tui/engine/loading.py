@@ -177,6 +177,17 @@ def _unreachable(exc: Exception | None) -> bool:
     return isinstance(exc, OSError) or any(c.__name__ in transport for c in type(exc).__mro__)
 
 
+def model_file_errors() -> tuple[type[Exception], ...]:
+    """What loading raises for a model's files that are wrong: missing or unreadable files,
+    bad values, and huggingface_hub's strict check of a config's fields (a string where a
+    number belongs), which is none of the others."""
+    try:
+        from huggingface_hub.errors import StrictDataclassError
+    except ImportError:  # an older huggingface_hub checks no fields
+        return (OSError, ValueError)
+    return (OSError, ValueError, StrictDataclassError)
+
+
 def load_tokenizer(spec: ModelSpec) -> Any:
     from transformers import AutoTokenizer
 
@@ -186,7 +197,7 @@ def load_tokenizer(spec: ModelSpec) -> Any:
     check_exists(source, "tokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
-    except (OSError, ValueError) as exc:
+    except model_file_errors() as exc:
         raise UserError(f"cannot load the tokenizer of {source!r}: {first_line(exc)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -219,7 +230,7 @@ def load_base(spec: ModelSpec, device: Any, dtype: Any) -> Any:
             use_safetensors=None if spec.allow_pickle else True,
             trust_remote_code=spec.trust_remote_code,
         )
-    except (OSError, ValueError) as exc:
+    except model_file_errors() as exc:
         message = first_line(exc)
         if "trust_remote_code" in str(exc):
             message = "its code is shipped with the checkpoint; pass --trust-remote-code if you trust it"

@@ -5,7 +5,14 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from retune_tui.engine.loading import ModelSpec, attach_adapter, check_exists, load_base, load_tokenizer
+from retune_tui.engine.loading import (
+    ModelSpec,
+    attach_adapter,
+    check_exists,
+    load_base,
+    load_tokenizer,
+    model_file_errors,
+)
 from retune_tui.errors import InputError, UserError, first_line
 from retune_tui.train.config import TrainConfig
 
@@ -93,7 +100,7 @@ def architecture(config_path: str | None) -> Any:
 
     try:
         return AutoConfig.from_pretrained(config_path)
-    except (OSError, ValueError) as exc:
+    except model_file_errors() as exc:
         raise InputError(f"base_config: cannot read {config_path}: {first_line(exc)}") from None
 
 

@@ -286,3 +286,21 @@ def test_an_adapter_on_tied_embeddings_is_not_merged(tmp_path):
     assert any("lora" in name for name, _ in loaded.model.named_parameters())  # kept apart
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(input_ids=ids).logits, expected)
+
+
+def test_a_config_field_of_the_wrong_type_is_one_line(saved, tmp_path):
+    """huggingface_hub's strict check of config fields raises neither OSError nor ValueError."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from retune_tui.cli import app
+
+    _, base, _, _, _ = saved
+    shutil.copytree(base, tmp_path / "base")
+    config = json.loads((tmp_path / "base" / "config.json").read_text())
+    (tmp_path / "base" / "config.json").write_text(json.dumps({**config, "num_hidden_layers": "2"}))
+    with pytest.raises(UserError, match="cannot load base model .*num_hidden_layers"):
+        load_model(ModelSpec(str(tmp_path / "base"), device="cpu"))
+    result = CliRunner().invoke(app, ["solve", "1 0 1", "--base", str(tmp_path / "base"), "--device", "cpu"])
+    assert result.exit_code == 1 and "expected int, got str" in result.output and "Traceback" not in result.output

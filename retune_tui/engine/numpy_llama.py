@@ -384,7 +384,7 @@ class _Cache:
 
 
 def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    return weight * (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps))
+    return weight * (x / np.sqrt((x * x).sum(axis=-1, keepdims=True) / x.shape[-1] + eps))
 
 
 def _rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
@@ -407,18 +407,17 @@ def forward(model: LlamaWeights, cache: _Cache, tokens: list[int], positions: np
     h, kv, d = model.heads, model.kv_heads, model.head_dim
     group = h // kv
     # A query at i sees the cache and the new tokens up to itself.
-    future = np.triu(np.ones((n, n), dtype=bool), k=1)
+    future = np.triu(np.ones((n, n), dtype=bool), k=1) if n > 1 else None
     scale = np.float32(d ** -0.5)
     for layer, keys, values in zip(model.layers, cache.keys, cache.values):
         qkv = _rms_norm(x, layer.input_norm, model.eps) @ layer.qkv
-        q = qkv[:, : h * d].reshape(n, h, d).transpose(1, 0, 2)
-        k = qkv[:, h * d : (h + kv) * d].reshape(n, kv, d).transpose(1, 0, 2)
-        v = qkv[:, (h + kv) * d :].reshape(n, kv, d).transpose(1, 0, 2)
-        keys[:, start : start + n] = _rotate(k, cos, sin)
-        values[:, start : start + n] = v
-        q = _rotate(q, cos, sin).reshape(kv, group * n, d)  # heads sharing a key/value head, stacked
+        qk = _rotate(qkv[:, : (h + kv) * d].reshape(n, h + kv, d).transpose(1, 0, 2), cos, sin)
+        keys[:, start : start + n] = qk[h:]
+        values[:, start : start + n] = qkv[:, (h + kv) * d :].reshape(n, kv, d).transpose(1, 0, 2)
+        q = qk[:h].reshape(kv, group * n, d)  # heads sharing a key/value head, stacked
         scores = (q @ keys[:, : start + n].transpose(0, 2, 1)).reshape(h, n, start + n) * scale
-        scores[:, :, start:][:, future] = -np.inf
+        if future is not None:
+            scores[:, :, start:][:, future] = -np.inf
         scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
         scores /= scores.sum(axis=-1, keepdims=True)
         attended = (scores.reshape(kv, group * n, start + n) @ values[:, : start + n]).reshape(h, n, d)

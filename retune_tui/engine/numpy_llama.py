@@ -1,9 +1,9 @@
 """A numpy backend for small Llama models on a CPU: one problem solved before torch could load.
 
 On the 2-core CPU this project is built on, importing torch, transformers and peft takes
-about 5 s, while the bundled 1M-parameter model solves an addition in a tenth of a second
-(`retune bench solve`, 2026-12-07: "48213 + 90771" answered 0.57 s after Enter in numpy,
-6.7 s through transformers, the same trace). So a single problem on the CPU (``retune
+4-5 s, while the bundled 1M-parameter model solves an addition in a twentieth of a second
+(`retune bench solve`, 2026-12-08: "48213 + 90771" answered 0.47 s after Enter in numpy,
+4.9 s through transformers, the same trace). So a single problem on the CPU (``retune
 solve``, the TUI) runs here when the model is one this module computes exactly as
 transformers does: a float32 ``LlamaForCausalLM`` in one small safetensors file, its LoRA
 adapter merged into the weights (as ``load_model`` merges it in float32), greedy decoding.

@@ -83,7 +83,12 @@ def test_solved_problems_recurse_exactly_like_the_oracle(task_name):
     assert max(len(t.nodes) for t in model) >= 2  # a real call was made and its value used
 
 
-def test_the_cli_uses_the_bundled_model_by_default():
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_the_cli_uses_the_bundled_model_by_default(engine, monkeypatch):
+    from retune_tui.engine import numpy_llama
+
+    if engine == "torch":  # through transformers, as a GPU, a batch or sampling would run it
+        monkeypatch.setenv(numpy_llama.ENGINE_ENV, "torch")
     result = CliRunner().invoke(app, ["solve", "48213 + 90771"])
     assert result.exit_code == 0, result.output
     assert "answer 138984" in result.output and "correct" in result.output and "wrong" not in result.output
@@ -109,3 +114,14 @@ def test_numpy_writes_what_transformers_writes(adapter):
     assert [_shape(t) for t in fast_traces] == [_shape(t) for t in hf_traces]
     assert [_tokens(t) for t in fast_traces] == [_tokens(t) for t in hf_traces]
     assert [t.finished.answer for t in fast_traces] == [t.finished.answer for t in hf_traces]
+
+
+def test_the_bundled_model_solves_one_problem_in_numpy_and_a_batch_in_transformers():
+    from retune_tui.engine import numpy_llama
+    from retune_tui.solving import Backend
+
+    backend = Backend(bundled=True)  # as `retune solve` and retune-tui build it: --device auto
+    for adapter in bundled.adapters():
+        task_name, method = adapter.name.split("-")
+        assert isinstance(backend.generator(get_task(task_name), Method(method)), numpy_llama.NumpyGenerator)
+    assert isinstance(backend.generator(get_task("dp"), Method.RETUNING, batched=True), HFGenerator)

@@ -488,6 +488,27 @@ def test_a_stop_asked_for_at_the_last_step_is_a_finished_run(base, tmp_path, mon
     assert last_checkpoint(tmp_path / "three" / "checkpoints").name == "checkpoint-1"
 
 
+def test_a_restart_stopped_before_its_end_leaves_nothing_of_the_run_before_to_pass_for_its_own(
+        base, tmp_path, monkeypatch):
+    import retune_tui.train.run as run
+    from retune_tui.errors import Stopped
+
+    train(quick(base, tmp_path / "run", max_steps=2, save_steps=100), progress=False)
+    assert all((tmp_path / "run" / name).exists() for name in ("loss.png", "adapter_model.safetensors"))
+
+    class AskedAtOnce(run.StopOnInterrupt):  # as if Ctrl-C came during the first step
+        def __init__(self):
+            super().__init__()
+            self.requested = True
+
+    monkeypatch.setattr(run, "StopOnInterrupt", AskedAtOnce)
+    with pytest.raises(Stopped):
+        train(quick(base, tmp_path / "run", max_steps=3, save_steps=100), restart=True, progress=False)
+    left = {path.name for path in (tmp_path / "run").iterdir()}
+    assert not left & {"loss.png", "adapter_model.safetensors", "adapter_config.json", "retune.json"}, left
+    assert last_checkpoint(tmp_path / "run" / "checkpoints").name == "checkpoint-1"  # its own, to go on from
+
+
 def test_an_ignored_ctrl_c_stays_ignored():
     import signal
 

@@ -65,6 +65,10 @@ def last_checkpoint(directory: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+#: What a finished run made beside its settings and manifest, which a restarted run stopped
+#: before its end must not leave to pass for its own (the loss plot, the weights).
+RESULT_FILES = ("loss.png", "adapter_model.safetensors", "adapter_config.json", "model.safetensors")
+
 #: What a run leaves in its folder, even one killed before its end.
 RUN_FILES = (CONFIG_NAME, MANIFEST_NAME, "checkpoints", "loss.jsonl", STAGING_NAME)
 
@@ -204,9 +208,9 @@ def train(config: TrainConfig, *, restart: bool = False, require_checkpoint: boo
                          f"{config.position_gap} and spaced by {config.position_stride} passes the model's "
                          f"{limit} positions")
 
-    if restart and out.exists():  # every check has passed: the run before goes (checkpoints, settings, manifest)
+    if restart and out.exists():  # every check has passed: the run before goes, with what it made
         shutil.rmtree(checkpoints, ignore_errors=True)
-        for name in (CONFIG_NAME, MANIFEST_NAME):
+        for name in (CONFIG_NAME, MANIFEST_NAME, *RESULT_FILES):
             (out / name).unlink(missing_ok=True)
 
     world = int(os.environ.get("WORLD_SIZE", 1))

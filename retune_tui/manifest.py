@@ -23,6 +23,19 @@ _VOLATILE = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "u
              "_attn_implementation_autoset", "attn_implementation"}
 
 
+def package_versions(*names: str) -> dict[str, str]:
+    """The installed version of each package (for manifests and benchmark results)."""
+    import importlib.metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
 def config_fingerprint(config: dict[str, Any]) -> str:
     """A short hash of a model's architecture config, the same for every copy of it."""
     stable = {k: v for k, v in sorted(config.items()) if k not in _VOLATILE}

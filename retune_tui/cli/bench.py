@@ -223,6 +223,7 @@ def bench_solve(
     from retune_tui.engine import numpy_llama
     from retune_tui.engine.decoding import Sampling
     from retune_tui.files import check_output
+    from retune_tui.manifest import package_versions
     from retune_tui.tasks import parse_problem
 
     check_output(out, overwrite=overwrite)
@@ -265,6 +266,8 @@ def bench_solve(
         "benchmark": "solve", "problem": problem, "task": the_task.name, "method": the_method.value,
         "model": spec.base if not spec.adapter else f"{spec.base} + {spec.adapter}",
         "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "versions": package_versions("numpy", "torch", "transformers", "peft"),
         "ratio": ratio, "identical": identical, "rows": [asdict(r) for r in rows],
     })
     typer.echo(f"wrote {out}")
+

@@ -26,7 +26,7 @@ from retune_tui.engine.decoding import max_positions
 from retune_tui.engine.hf import base_model_of
 from retune_tui.errors import InputError, Stopped, UserError
 from retune_tui.files import STAGING_NAME, atomic_write_text, check_folder, staged_into
-from retune_tui.manifest import MANIFEST_NAME, Manifest, config_fingerprint
+from retune_tui.manifest import MANIFEST_NAME, Manifest, config_fingerprint, package_versions
 from retune_tui.train import dataset as ds
 from retune_tui.train.callbacks import LossLog, ProgressBar, StopOnInterrupt, TimeCosine, TimeLimit
 from retune_tui.train.config import FIELDS, TrainConfig
@@ -352,7 +352,6 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
                  stage_lengths: tuple[int, int], start_id: str | None) -> None:
     """Write the adapter (or full model), tokenizer and manifest via a staging folder, then move
     them in. ``stage_lengths``: the sizes this run trained on (a data file's own, when it has one)."""
-    import importlib.metadata as md
 
     with staged_into(out) as staging:
         if hasattr(model, "peft_config"):
@@ -363,12 +362,7 @@ def _save_result(model: Any, tokenizer: Any, config: TrainConfig, out: Path, ste
             model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         base_model = base_model_of(model)
-        versions = {}
-        for name in ("torch", "transformers", "peft", "accelerate", "retune"):
-            try:
-                versions[name] = md.version(name)
-            except md.PackageNotFoundError:
-                versions[name] = "not installed"
+        versions = package_versions("torch", "transformers", "peft", "accelerate", "retune")
         settings = config.to_dict()
         manifest = Manifest(
             task=config.task,

@@ -92,6 +92,11 @@ def test_model_picker_checks_fields_and_applies(tui, app_factory, tmp_path):
         async with app.run_test(size=tui.SIZE) as pilot:
             await pilot.press("escape", "t")
             assert isinstance(app.screen, SettingsScreen)
+            (tmp_path / "weights.safetensors").write_text("x")
+            app.screen.query_one("#adapter", Input).value = str(tmp_path / "weights.safetensors")
+            app.screen.apply()
+            await pilot.pause()
+            assert "is a file; give the adapter's folder" in str(app.screen.query_one("#settings-error").render())
             app.screen.query_one("#adapter", Input).value = str(tmp_path)
             app.screen.apply()
             await pilot.pause()

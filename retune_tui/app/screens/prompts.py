@@ -135,6 +135,8 @@ class SettingsScreen(ModalScreen[Settings | None]):
         except InputError as exc:
             raise InputError(f"device: {exc}") from None
         for name, path in (("adapter", adapter), ("second adapter", versus)):
+            if path and Path(path).expanduser().is_file():
+                raise InputError(f"{name}: {path} is a file; give the adapter's folder")
             if path and not is_folder(Path(path).expanduser()):
                 raise InputError(f"{name}: no such directory {path}")
         if base in ("", "oracle", "bundled"):

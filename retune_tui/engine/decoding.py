@@ -10,6 +10,7 @@ stream text and speculate in exactly the same way.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,10 +104,10 @@ def eos_ids_of(eos: int | None, generation_eos: int | list[int] | None) -> set[i
     return ids
 
 
-class TokenDecoder:
+class TokenDecoder(ABC):
     """What a model backend shares: contexts, segment ends, speculation.
 
-    Subclasses set ``encode``/``decode`` and run the model; they call ``prepare_extend``,
+    Subclasses give ``encode``/``decode`` and run the model; they call ``prepare_extend``,
     ``too_long``, ``drafts`` and ``take`` around their forward passes.
     """
 
@@ -118,11 +119,13 @@ class TokenDecoder:
     max_positions: int | None
     counters: Counters
 
+    @abstractmethod
     def encode(self, text: str) -> list[int]:
-        raise NotImplementedError
+        """The tokens of ``text``, as the model's tokenizer gives them (special tokens added)."""
 
+    @abstractmethod
     def decode(self, ids: list[int]) -> str:
-        raise NotImplementedError
+        """The text of ``ids``, special tokens kept."""
 
     def prepare_extend(self, ctx: Context, text: str, max_new_tokens: int) -> int:
         """Append prompt text to ``ctx`` and begin its next segment; the number of cached tokens

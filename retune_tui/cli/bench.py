@@ -264,7 +264,7 @@ def bench_solve(
 
     _write_json(out, {
         "benchmark": "solve", "problem": problem, "task": the_task.name, "method": the_method.value,
-        "model": spec.base if not spec.adapter else f"{spec.base} + {spec.adapter}",
+        "model": spec.name,
         "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
         "versions": package_versions("numpy", "torch", "transformers", "peft"),
         "ratio": ratio, "identical": identical, "rows": [asdict(r) for r in rows],

@@ -59,6 +59,18 @@ class ModelSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", dtype_name(self.dtype))
 
+    @property
+    def name(self) -> str:
+        """The model as traces and reports name it: the base, and its adapter if any."""
+        return self.base if not self.adapter else f"{self.base} + {self.adapter}"
+
+    @property
+    def tokenizer_source(self) -> str:
+        """Where the tokenizer is read: the adapter's own, if it has one, else the base's."""
+        if self.adapter and _has(Path(self.adapter), "tokenizer.json", "tokenizer_config.json"):
+            return self.adapter
+        return self.base
+
 
 @dataclass
 class LoadedModel:
@@ -191,9 +203,7 @@ def model_file_errors() -> tuple[type[Exception], ...]:
 def load_tokenizer(spec: ModelSpec) -> Any:
     from transformers import AutoTokenizer
 
-    source = spec.base
-    if spec.adapter and _has(Path(spec.adapter), "tokenizer.json", "tokenizer_config.json"):
-        source = spec.adapter
+    source = spec.tokenizer_source
     check_exists(source, "tokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
@@ -327,5 +337,4 @@ def load_model(spec: ModelSpec, *, task: str | None = None, method: str | None =
         model, manifest = attach_adapter(model, spec, task=task, method=method)
         if dtype == torch.float32 and not _tied_embeddings(model):
             model = model.merge_and_unload()
-    name = spec.base if not spec.adapter else f"{spec.base} + {spec.adapter}"
-    return LoadedModel(model, tokenizer, manifest, device, name)
+    return LoadedModel(model, tokenizer, manifest, device, spec.name)

@@ -114,8 +114,7 @@ def build(spec: ModelSpec, *, task: str | None, method: str | None, sampling: Sa
     generation_eos = (generation if generation is not None else config).get("eos_token_id")
     if eos is None and generation_eos is None:
         raise Declined("no EOS token")  # transformers says so
-    name = spec.base if not spec.adapter else f"{spec.base} + {spec.adapter}"
-    return NumpyGenerator(model, tokenizer, eos_ids_of(eos, generation_eos), max_positions(config), name=name)
+    return NumpyGenerator(model, tokenizer, eos_ids_of(eos, generation_eos), max_positions(config), name=spec.name)
 
 
 # --- what this backend takes --------------------------------------------------------------
@@ -171,9 +170,7 @@ def _is_number(value: Any) -> bool:
 def _tokenizer_dir(spec: ModelSpec) -> Path:
     """Where ``load_tokenizer`` reads the tokenizer (the adapter's own, else the base's), if it
     is a tokenizers file that transformers uses unchanged."""
-    source = Path(spec.base)
-    if spec.adapter and any((Path(spec.adapter) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
-        source = Path(spec.adapter)
+    source = Path(spec.tokenizer_source)
     settings = _read_json(source / "tokenizer_config.json")
     if not (source / "tokenizer.json").is_file():
         raise Declined(f"no tokenizer.json in {source}")

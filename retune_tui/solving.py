@@ -66,8 +66,8 @@ class Backend:
 
     def generator(self, task: Task, method: Method, *, batched: bool = False) -> Generator:
         """What writes the segments of ``task`` with ``method``; ``batched``: for many
-        problems at once. A single problem runs on one CPU thread (see loading.py), in numpy
-        where the model allows (see numpy_llama.py)."""
+        problems at once. Small Llamas on the CPU run in numpy (see numpy_llama.py); otherwise a
+        single problem runs on one CPU thread (see loading.py)."""
         spec = self.spec(task, method)
         if spec is None:
             return OracleGenerator(task, method)
@@ -77,12 +77,11 @@ class Backend:
             sampling = Sampling(self.temperature, self.top_p, self.seed)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        if not batched:  # small Llamas on the CPU run in numpy, without waiting seconds for torch
-            from retune_tui.engine import numpy_llama
+        from retune_tui.engine import numpy_llama
 
-            fast = numpy_llama.load(spec, task=task.name, method=method.value, sampling=sampling)
-            if fast is not None:
-                return fast
+        fast = numpy_llama.load(spec, task=task.name, method=method.value, sampling=sampling, batched=batched)
+        if fast is not None:  # small Llamas on the CPU run in numpy, without waiting seconds for torch
+            return fast
         from retune_tui.engine.hf import HFGenerator
         from retune_tui.engine.loading import load_model
 

@@ -77,20 +77,6 @@ def test_bench_memory_without_a_model_measures_the_bundled_base(tmp_path):
     assert both.exit_code == 2 and "not both" in both.output
 
 
-def test_bench_solve_refuses_what_it_cannot_compare(tmp_path):
-    model, tok = tiny_model("gpt2", dtype=torch.float32)
-    model.save_pretrained(tmp_path / "gpt2")
-    tok.save_pretrained(tmp_path / "gpt2")
-    for args, message in [
-        (["--model", "oracle"], "needs a model, not the oracle"),
-        (["--base", str(tmp_path / "gpt2"), "--task", "addition", "--device", "cpu"], "numpy engine does not run"),
-        (["--repeats", "0"], "--repeats must be at least 1"),
-    ]:
-        result = CliRunner().invoke(app, ["bench", "solve", "12 + 34", *args, "--out", str(tmp_path / "s.json")])
-        assert result.exit_code != 0 and message in result.output, (args, result.output)
-    assert not (tmp_path / "s.json").exists()
-
-
 @pytest.mark.slow
 @pytest.mark.bundled
 def test_bench_solve_times_both_engines_in_fresh_processes(tmp_path):
@@ -100,3 +86,33 @@ def test_bench_solve_times_both_engines_in_fresh_processes(tmp_path):
     data = json.loads(out.read_text())
     assert [r["engine"] for r in data["rows"]] == ["numpy", "torch"]
     assert data["identical"] and all(r["answer"] == "12" and r["correct"] for r in data["rows"])
+
+
+@pytest.mark.parametrize("bench", ["solve", "eval"])
+def test_bench_of_the_engines_refuses_what_it_cannot_compare(tmp_path, bench):
+    model, tok = tiny_model("gpt2", dtype=torch.float32)
+    model.save_pretrained(tmp_path / "gpt2")
+    tok.save_pretrained(tmp_path / "gpt2")
+    problem = ["12 + 34"] if bench == "solve" else []
+    for args, message in [
+        (["--model", "oracle"], "needs a model, not the oracle"),
+        (["--base", str(tmp_path / "gpt2"), "--task", "addition", "--device", "cpu"], "numpy engine does not run"),
+        (["--repeats", "0"], "--repeats must be at least 1") if bench == "solve" else
+        (["--n", "0"], "--n and --batch must be at least 1"),
+    ]:
+        result = CliRunner().invoke(app, ["bench", bench, *problem, *args, "--out", str(tmp_path / "b.json")])
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.bundled
+def test_bench_eval_times_both_engines_on_the_same_problems(tmp_path):
+    out = tmp_path / "e.json"
+    result = CliRunner().invoke(app, ["bench", "eval", "--task", "parity", "--sizes", "3,8", "--n", "4",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert [r["engine"] for r in data["rows"]] == ["numpy", "torch"] and data["identical"]
+    assert all(r["problems"] == 8 and r["correct"] == 8 and r["tokens"] > 0 for r in data["rows"])

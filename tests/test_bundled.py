@@ -97,8 +97,11 @@ def test_the_cli_uses_the_bundled_model_by_default(engine, monkeypatch):
 
 @pytest.mark.parametrize("adapter", bundled.adapters(), ids=lambda path: path.name)
 def test_numpy_writes_what_transformers_writes(adapter):
-    """A problem solved on the CPU runs in numpy (see numpy_llama.py): every bundled adapter
-    writes the same traces there as through transformers, token for token."""
+    """Problems solved on the CPU run in numpy (see numpy_llama.py): every bundled adapter
+    writes the same traces there as through transformers, token for token, all at once
+    (the samples and 12 fresh problems from 2 to past the trained sizes)."""
+    from random import Random
+
     from retune_tui.engine import numpy_llama
     from retune_tui.engine.decoding import Sampling
     from retune_tui.trace import Trace
@@ -106,7 +109,9 @@ def test_numpy_writes_what_transformers_writes(adapter):
     task_name, method = adapter.name.split("-")
     task, the_method = get_task(task_name), Method(method)
     spec = ModelSpec(str(bundled.base_dir()), str(adapter), device="cpu")
-    problems = [task.parse(p) for p in SAMPLES[task_name] + SOLVED[task_name]]
+    rng, (lo, hi) = Random(f"numpy:{adapter.name}"), task.train_lengths
+    fresh = [task.sample(rng, size) for size in range(max(lo, 2), hi + 2)][:12]
+    problems = [task.parse(p) for p in SAMPLES[task_name] + SOLVED[task_name]] + fresh
     loaded = load_model(spec, task=task_name, method=method)
     fast = numpy_llama.build(spec, task=task_name, method=method, sampling=Sampling())
     hf_traces = Runner(task, the_method, HFGenerator(loaded.model, loaded.tokenizer)).run(problems)
@@ -116,7 +121,7 @@ def test_numpy_writes_what_transformers_writes(adapter):
     assert [t.finished.answer for t in fast_traces] == [t.finished.answer for t in hf_traces]
 
 
-def test_the_bundled_model_solves_one_problem_in_numpy_and_a_batch_in_transformers():
+def test_the_bundled_model_solves_in_numpy_on_a_cpu():
     from retune_tui.engine import numpy_llama
     from retune_tui.solving import Backend
 
@@ -124,4 +129,4 @@ def test_the_bundled_model_solves_one_problem_in_numpy_and_a_batch_in_transforme
     for adapter in bundled.adapters():
         task_name, method = adapter.name.split("-")
         assert isinstance(backend.generator(get_task(task_name), Method(method)), numpy_llama.NumpyGenerator)
-    assert isinstance(backend.generator(get_task("dp"), Method.RETUNING, batched=True), HFGenerator)
+    assert isinstance(backend.generator(get_task("dp"), Method.RETUNING, batched=True), numpy_llama.NumpyGenerator)

@@ -2,7 +2,7 @@
 
 Every run is a fresh process, so its time is what a user waits for after pressing Enter:
 Python starting, the imports, loading the model, solving, drawing the tree. The numpy
-engine (a single problem on the CPU, where the model allows: engine/numpy_llama.py) runs
+engine (problems on the CPU, where the model allows: engine/numpy_llama.py) runs
 against transformers (``RETUNE_ENGINE=torch``) on the same problem; both must write the
 same trace.
 """
@@ -25,7 +25,7 @@ from retune_tui.errors import UserError
 from retune_tui.trace import Trace, read_traces
 
 ENGINES = ("numpy", "torch")
-RUN_TIMEOUT = 900  # seconds a run may take
+RUN_TIMEOUT = 3600  # seconds a run may take
 
 
 @dataclass
@@ -64,19 +64,26 @@ def solve_benchmark(args: list[str], repeats: int, progress: Callable[[str, floa
 
 
 def _run(args: list[str], engine: str, save: Path) -> tuple[float, Trace]:
+    wall = run_fresh(["solve", *args, "--save", str(save)], engine)
+    [trace] = read_traces(save)
+    return wall, trace
+
+
+def run_fresh(args: list[str], engine: str) -> float:
+    """Seconds a fresh process takes to run ``retune ARGS`` with ``engine``; a failure is one
+    line naming the command and the engine."""
     env = {k: v for k, v in os.environ.items() if k != ENGINE_ENV}
     if engine == "torch":
         env[ENGINE_ENV] = "torch"
-    command = [sys.executable, "-m", "retune_tui.cli", "solve", *args, "--save", str(save)]
+    command = [sys.executable, "-m", "retune_tui.cli", *args]
     start = time.perf_counter()
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise UserError(f"retune solve took over {RUN_TIMEOUT} s with the {engine} engine; "
-                        "try a smaller problem") from None
+        raise UserError(f"retune {args[0]} took over {RUN_TIMEOUT} s with the {engine} engine; "
+                        "try fewer or smaller problems") from None
     wall = time.perf_counter() - start
     if done.returncode != 0:
         said = (done.stderr or done.stdout).strip().splitlines()
-        raise UserError(f"retune solve failed with the {engine} engine: {said[-1] if said else done.returncode}")
-    [trace] = read_traces(save)
-    return wall, trace
+        raise UserError(f"retune {args[0]} failed with the {engine} engine: {said[-1] if said else done.returncode}")
+    return wall

@@ -1,4 +1,4 @@
-"""`retune bench memory`, `retune bench inference` and `retune bench solve`."""
+"""`retune bench memory`, `inference`, `solve` and `eval`."""
 
 from __future__ import annotations
 
@@ -220,8 +220,6 @@ def bench_solve(
     from rich.table import Table
 
     from retune_tui.bench.solve import solve_benchmark
-    from retune_tui.engine import numpy_llama
-    from retune_tui.engine.decoding import Sampling
     from retune_tui.files import check_output
     from retune_tui.manifest import package_versions
     from retune_tui.tasks import parse_problem
@@ -235,14 +233,7 @@ def bench_solve(
     task_name, the_method = backend.defaults(task, method)
     the_task, _ = parse_problem(problem, task_name)
     spec = backend.spec(the_task, the_method)
-    switched_off = os.environ.pop(numpy_llama.ENGINE_ENV, None)  # the runs set it themselves
-    try:
-        numpy_llama.build(spec, task=the_task.name, method=the_method.value, sampling=Sampling())
-    except numpy_llama.Declined as reason:
-        raise InputError(f"the numpy engine does not run {spec.base} ({reason}); nothing to compare") from None
-    finally:
-        if switched_off is not None:
-            os.environ[numpy_llama.ENGINE_ENV] = switched_off
+    _check_numpy_runs(spec, the_task.name, the_method.value, batched=False)
     args = [problem, "--task", the_task.name, "--method", the_method.value, "--device", device, "--dtype", dtype]
     args += ["--base", base] if base else []
     args += ["--adapter", str(adapter)] if adapter else []
@@ -271,3 +262,99 @@ def bench_solve(
     })
     typer.echo(f"wrote {out}")
 
+
+
+def _check_numpy_runs(spec, task: str, method: str, *, batched: bool) -> None:
+    """A benchmark of the two engines needs a model the numpy engine runs: else one line why."""
+    import os
+
+    from retune_tui.engine import numpy_llama
+    from retune_tui.engine.decoding import Sampling
+
+    switched_off = os.environ.pop(numpy_llama.ENGINE_ENV, None)  # the runs set it themselves
+    try:
+        numpy_llama.build(spec, task=task, method=method, sampling=Sampling(), batched=batched)
+    except numpy_llama.Declined as reason:
+        raise InputError(f"the numpy engine does not run {spec.base} ({reason}); nothing to compare") from None
+    finally:
+        if switched_off is not None:
+            os.environ[numpy_llama.ENGINE_ENV] = switched_off
+
+
+@bench_app.command("eval")
+@guarded
+def bench_eval(
+    base: Annotated[str | None, typer.Option(
+        "--base", "--model", help="Base model: a local directory (default: the bundled model).")] = None,
+    adapter: AdapterOpt = None,
+    task: Annotated[str | None, typer.Option(
+        "--task", "-t", help="addition, parity or dp (default: the adapter's; with the bundled model, dp).")] = None,
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Default: the adapter's, else retuning.")] = None,
+    sizes: Annotated[str | None, typer.Option(help="Sizes, e.g. '2-5' (default: the trained sizes).")] = None,
+    n: Annotated[int, typer.Option("--n", "--per-size", help="Problems per size.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of the problems.")] = 0,
+    batch: Annotated[int, typer.Option(help="Problems solved together.")] = 256,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("bench-eval.json"),
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Problems/s of `retune eval` in fresh processes: the numpy engine's batch against
+    transformers' (RETUNE_ENGINE=torch); checks both give the same results."""
+    import os
+    import platform
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from retune_tui.bench.evaluation import eval_benchmark
+    from retune_tui.files import check_output
+    from retune_tui.manifest import package_versions
+    from retune_tui.tasks import get_task
+
+    check_output(out, overwrite=overwrite)
+    if n < 1 or batch < 1:
+        raise InputError("--n and --batch must be at least 1")
+    backend = _backend(base, adapter, device, dtype, False, False)
+    if backend.is_oracle:
+        raise InputError("the benchmark needs a model, not the oracle")
+    task_name, the_method = backend.defaults(task or ("dp" if backend.bundled else None), method)
+    if task_name is None:
+        raise InputError("give --task (the model has no manifest to say it)")
+    the_task = get_task(task_name)
+    spec = backend.spec(the_task, the_method)
+    _check_numpy_runs(spec, the_task.name, the_method.value, batched=True)
+    lo, hi = the_task.train_lengths
+    sizes = sizes or f"{lo}-{hi}"
+    size_list = _int_list(sizes, "sizes")
+    args = ["--base", spec.base, "--sizes", sizes, "--n", str(n), "--seed", str(seed), "--batch", str(batch),
+            "--device", device, "--dtype", dtype]
+    if spec.adapter:
+        args += ["--adapter", spec.adapter]
+    else:
+        args += ["--task", the_task.name, "--methods", the_method.value]
+    console = Console()
+    rows, identical = eval_benchmark(args, lambda row: console.print(
+        f"[dim]{row.engine}: {row.problems} problems in {row.solving:.1f}s ({row.wall:.1f}s in all)[/dim]"))
+    table = Table(title=f"retune eval · {the_task.name} · {the_method} · sizes {sizes}, {n} each — {spec.name}")
+    for col in ("engine", "problems/s", "solving", "wall", "right", "tokens"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r.engine, f"{r.per_second:.2f}", f"{r.solving:.1f}s", f"{r.wall:.1f}s",
+                      f"{r.correct}/{r.problems}", str(r.tokens))
+    console.print(table)
+    numpy_row, torch_row = rows
+    ratio = round(numpy_row.per_second / torch_row.per_second, 2) if torch_row.per_second else None
+    console.print(f"numpy solves {ratio}x as many problems a second; "
+                  f"the results are {'identical' if identical else 'DIFFERENT'}")
+    from dataclasses import asdict
+
+    _write_json(out, {
+        "benchmark": "eval", "task": the_task.name, "method": the_method.value, "model": spec.name,
+        "sizes": size_list, "n": n, "seed": seed, "batch": batch,
+        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "versions": package_versions("numpy", "torch", "transformers", "peft"),
+        "ratio": ratio, "identical": identical,
+        "rows": [{**asdict(r), "per_second": round(r.per_second, 3)} for r in rows],
+    })
+    typer.echo(f"wrote {out}")

@@ -3,15 +3,19 @@
 On the 2-core CPU this project is built on, importing torch, transformers and peft takes
 4-5 s, while the bundled 1M-parameter model solves an addition in a twentieth of a second
 (`retune bench solve`, 2026-12-08: "48213 + 90771" answered 0.47 s after Enter in numpy,
-4.9 s through transformers, the same trace). So a single problem on the CPU (``retune
-solve``, the TUI) runs here when the model is one this module computes exactly as
+4.9 s through transformers, the same trace). So problems on the CPU (``retune solve``, the
+TUI, ``retune eval``) run here when the model is one this module computes exactly as
 transformers does: a float32 ``LlamaForCausalLM`` in one small safetensors file, its LoRA
 adapter merged into the weights (as ``load_model`` merges it in float32), greedy decoding.
-Anything else -- another architecture, sampling, a GPU, a batch of problems -- is declined
-(``load`` returns None; ``--debug`` logs why) and goes to transformers, which also gives
-the errors for whatever is wrong with the files. ``RETUNE_ENGINE=torch`` always uses
-transformers. Segments end, stream and speculate as in the transformers backend (both are
-``TokenDecoder``\\s), and the tests check both write the same traces.
+A batch is packed into one matrix for every projection, and each context keeps a cache of
+its own, so a parent that waits for its call costs nothing and one that resumes is not
+copied back into a batch (``retune eval`` of the bundled DP adapter: 5x faster than
+transformers' padded batch on that CPU; docs/results.md). Anything else -- another
+architecture, sampling, a GPU -- is declined (``load`` returns None; ``--debug`` logs why)
+and goes to transformers, which also gives the errors for whatever is wrong with the
+files. ``RETUNE_ENGINE=torch`` always uses transformers. Segments end, stream and speculate
+as in the transformers backend (both are ``TokenDecoder``\\s), and the tests check both
+write the same traces.
 """
 
 from __future__ import annotations
@@ -61,22 +65,25 @@ class Declined(Exception):
     """What this backend does not compute exactly: transformers runs it."""
 
 
-def load(spec: ModelSpec, *, task: str | None, method: str | None, sampling: Sampling) -> NumpyGenerator | None:
-    """A numpy generator for ``spec``, or None where transformers must run it (``--debug`` logs why).
+def load(spec: ModelSpec, *, task: str | None, method: str | None, sampling: Sampling,
+         batched: bool = False) -> NumpyGenerator | None:
+    """A numpy generator for ``spec``, or None where transformers must run it (``--debug`` logs why);
+    ``batched``: for many problems at once.
 
     The adapter's manifest is checked against ``task`` and ``method`` first, with the same
     errors as ``load_model``; a base that differs from the one it was trained on is declined.
     """
     try:
-        return build(spec, task=task, method=method, sampling=sampling)
+        return build(spec, task=task, method=method, sampling=sampling, batched=batched)
     except Declined as reason:
         log.debug("transformers runs %s: %s", spec.base, reason)
         return None
 
 
-def build(spec: ModelSpec, *, task: str | None, method: str | None, sampling: Sampling) -> NumpyGenerator:
+def build(spec: ModelSpec, *, task: str | None, method: str | None, sampling: Sampling,
+          batched: bool = False) -> NumpyGenerator:
     """A numpy generator for ``spec``; ``Declined``, saying why, where it would not be exact."""
-    _check_wanted(spec, sampling)
+    _check_wanted(spec, sampling, batched)
     base = Path(spec.base)
     config = _read_json(base / "config.json")
     _check_supported(config)
@@ -120,9 +127,10 @@ def build(spec: ModelSpec, *, task: str | None, method: str | None, sampling: Sa
 # --- what this backend takes --------------------------------------------------------------
 
 
-def _check_wanted(spec: ModelSpec, sampling: Sampling) -> None:
-    """Greedy, float32, on the CPU (``auto`` only on the bundled base, which runs in float32 on
-    the CPU faster than on a GPU), and not switched off."""
+def _check_wanted(spec: ModelSpec, sampling: Sampling, batched: bool) -> None:
+    """Greedy, float32, on the CPU (``auto`` only on the bundled base, which solves one problem
+    in float32 on the CPU faster than on a GPU; a batch goes to the GPU if there is one), and
+    not switched off."""
     from retune_tui import bundled
 
     if os.environ.get(ENGINE_ENV, "").lower() == "torch":
@@ -131,6 +139,8 @@ def _check_wanted(spec: ModelSpec, sampling: Sampling) -> None:
         raise Declined("sampling" if not sampling.greedy else "remote code allowed")
     if not (spec.device == "cpu" or (spec.device == "auto" and bundled.is_base(spec.base))):
         raise Declined(f"device {spec.device}" + (": --device cpu runs it here" if spec.device == "auto" else ""))
+    if batched and spec.device == "auto" and _gpu_present():
+        raise Declined("a batch, and a GPU to run it on (--device cpu runs it here)")
     if not (spec.dtype == "float32" or (spec.dtype == "auto" and spec.device == "cpu")):
         raise Declined(f"dtype {spec.dtype}")
 
@@ -161,6 +171,13 @@ def _check_supported(config: dict[str, Any]) -> None:
     heads = config["num_attention_heads"]
     if config["hidden_size"] % heads or heads % (config.get("num_key_value_heads") or heads):
         raise Declined("hidden_size or num_key_value_heads does not divide by num_attention_heads")
+
+
+def _gpu_present() -> bool:
+    """Whether ``auto`` would pick a GPU (asking torch takes seconds, little beside a batch)."""
+    from retune_tui.engine.loading import resolve_device
+
+    return resolve_device("auto").type != "cpu"
 
 
 def _is_number(value: Any) -> bool:
@@ -391,39 +408,59 @@ def _rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     return x * cos + rotated * sin
 
 
-def forward(model: LlamaWeights, cache: _Cache, tokens: list[int], positions: np.ndarray,
-            columns: int) -> np.ndarray:
-    """Feed ``tokens`` after the cache's ``length`` tokens; the logits of the last ``columns``
-    (columns, vocab). The cache then holds them all."""
-    n, start = len(tokens), cache.length
-    cache.room(model, start + n)
-    x = model.embed[tokens]  # (n, hidden)
-    freqs = positions.astype(np.float32)[:, None] * model.inv_freq[None, :]
+def forward(model: LlamaWeights, caches: Sequence[_Cache], fed: Sequence[list[int]],
+            positions: Sequence[np.ndarray], columns: Sequence[int]) -> list[np.ndarray]:
+    """Feed each context its ``fed`` tokens after the ``length`` its cache holds; each one's
+    logits of its last ``columns`` (columns, vocab). The caches then hold them all.
+
+    The contexts' tokens are packed into one matrix for every projection and the MLP (one
+    product for the batch); only attention, over each context's own cache, is per context.
+    """
+    sizes = [len(tokens) for tokens in fed]
+    ends = np.cumsum(sizes).tolist()
+    spans = [(end - size, end) for size, end in zip(sizes, ends)]
+    starts = [cache.length for cache in caches]
+    for cache, start, size in zip(caches, starts, sizes):
+        cache.room(model, start + size)
+    n = ends[-1]
+    x = model.embed[np.concatenate([np.asarray(tokens, dtype=np.int64) for tokens in fed])]  # (n, hidden)
+    freqs = np.concatenate(positions).astype(np.float32)[:, None] * model.inv_freq[None, :]
     angles = np.concatenate([freqs, freqs], axis=-1)
     cos, sin = np.cos(angles)[None], np.sin(angles)[None]  # (1, n, head_dim)
     h, kv, d = model.heads, model.kv_heads, model.head_dim
     group = h // kv
-    # A query at i sees the cache and the new tokens up to itself.
-    future = np.triu(np.ones((n, n), dtype=bool), k=1) if n > 1 else None
+    # A query at i sees its cache and its context's new tokens up to itself.
+    futures = {size: np.triu(np.ones((size, size), dtype=bool), k=1) for size in set(sizes) if size > 1}
     scale = np.float32(d ** -0.5)
-    for layer, keys, values in zip(model.layers, cache.keys, cache.values):
+    for i, layer in enumerate(model.layers):
         qkv = _rms_norm(x, layer.input_norm, model.eps) @ layer.qkv
         qk = _rotate(qkv[:, : (h + kv) * d].reshape(n, h + kv, d).transpose(1, 0, 2), cos, sin)
-        keys[:, start : start + n] = qk[h:]
-        values[:, start : start + n] = qkv[:, (h + kv) * d :].reshape(n, kv, d).transpose(1, 0, 2)
-        q = qk[:h].reshape(kv, group * n, d)  # heads sharing a key/value head, stacked
-        scores = (q @ keys[:, : start + n].transpose(0, 2, 1)).reshape(h, n, start + n) * scale
-        if future is not None:
-            scores[:, :, start:][:, future] = -np.inf
-        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        scores /= scores.sum(axis=-1, keepdims=True)
-        attended = (scores.reshape(kv, group * n, start + n) @ values[:, : start + n]).reshape(h, n, d)
-        x = x + attended.transpose(1, 0, 2).reshape(n, h * d) @ layer.o
+        v = qkv[:, (h + kv) * d :].reshape(n, kv, d).transpose(1, 0, 2)
+        queries = qk[:h] * scale
+        attended = np.empty((n, h * d), np.float32)
+        for cache, start, (a, b) in zip(caches, starts, spans):
+            size, seen = b - a, start + b - a
+            keys, values = cache.keys[i], cache.values[i]
+            keys[:, start:seen] = qk[h:, a:b]
+            values[:, start:seen] = v[:, a:b]
+            q = queries[:, a:b].reshape(kv, group * size, d)  # heads sharing a key/value head, stacked
+            scores = (q @ keys[:, :seen].transpose(0, 2, 1)).reshape(h, size, seen)
+            if size > 1:
+                scores[:, :, start:][:, futures[size]] = -np.inf
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            out = (scores.reshape(kv, group * size, seen) @ values[:, :seen]).reshape(h, size, d)
+            out /= scores.sum(axis=-1, keepdims=True)  # softmax's division, on the smaller array
+            attended[a:b] = out.transpose(1, 0, 2).reshape(size, h * d)
+        x = x + attended @ layer.o
         normed = _rms_norm(x, layer.post_norm, model.eps)
         gate = normed @ layer.gate
         x = x + (gate * (0.5 * (1 + np.tanh(0.5 * gate))) * (normed @ layer.up)) @ layer.down  # SiLU: g · sigmoid(g)
-    cache.length = start + n
-    return _rms_norm(x[n - columns :], model.norm, model.eps) @ model.lm_head
+    for cache, start, size in zip(caches, starts, sizes):
+        cache.length = start + size
+    last = np.concatenate([np.arange(b - count, b) for (_, b), count in zip(spans, columns)])
+    logits = _rms_norm(x[last], model.norm, model.eps) @ model.lm_head
+    return np.split(logits, np.cumsum(columns)[:-1].tolist())
 
 
 # --- the generator ------------------------------------------------------------------------
@@ -435,8 +472,8 @@ class _NumpyContext(Context):
 
 
 class NumpyGenerator(TokenDecoder):
-    """A Generator over a ``LlamaWeights``: one context a forward pass, greedy, with the same
-    segment ends and copy-aware speculation as ``HFGenerator``."""
+    """A Generator over a ``LlamaWeights``: every context of a step in one forward pass, greedy,
+    with the same segment ends and copy-aware speculation as ``HFGenerator``."""
 
     def __init__(self, model: LlamaWeights, tokenizer: Any, eos_ids: set[int], positions: int | None, *,
                  name: str = "model", speculate: int = 8, speculate_max_batch: int = 8) -> None:
@@ -467,17 +504,21 @@ class NumpyGenerator(TokenDecoder):
     def step(self, keys: Sequence[Hashable]) -> dict[Hashable, Delta]:
         out = self.too_long({k: self._contexts[k] for k in keys})
         keys = [k for k in keys if k not in out]
+        if not keys:
+            return out
         contexts = [self._contexts[k] for k in keys]
-        for key, ctx, draft in zip(keys, contexts, self.drafts(contexts)):
-            fed = ctx.pending + draft
-            positions = np.arange(len(ctx.ids), len(ctx.ids) + len(fed))
-            if self.max_positions:
-                positions = np.minimum(positions, self.max_positions - 1)
-            logits = forward(self.model, ctx.cache, fed, positions, len(draft) + 1)
-            self.counters.forwards += 1
-            self.counters.fed_tokens += len(fed)
-            ctx.ids += fed
-            out[key], _ = self.take(ctx, logits.argmax(axis=-1).tolist(), draft)
+        drafts = self.drafts(contexts)
+        fed = [ctx.pending + draft for ctx, draft in zip(contexts, drafts)]
+        positions = [np.arange(len(ctx.ids), len(ctx.ids) + len(tokens)) for ctx, tokens in zip(contexts, fed)]
+        if self.max_positions:
+            positions = [np.minimum(p, self.max_positions - 1) for p in positions]
+        logits = forward(self.model, [ctx.cache for ctx in contexts], fed, positions,
+                         [len(draft) + 1 for draft in drafts])
+        self.counters.forwards += 1
+        for key, ctx, tokens, draft, these in zip(keys, contexts, fed, drafts, logits):
+            self.counters.fed_tokens += len(tokens)
+            ctx.ids += tokens
+            out[key], _ = self.take(ctx, these.argmax(axis=-1).tolist(), draft)
             ctx.cache.length = len(ctx.ids)  # rejected drafts leave the cache
         return out
 

@@ -169,13 +169,31 @@ def _device(config: EvalConfig) -> str:
     return config.device
 
 
-def _loaded_subject(label: str, task: str, method: str, trained: tuple[int, int] | None, loaded: object) -> Subject:
+def _loaded_subject(label: str, task: str, method: str, trained: tuple[int, int] | None, loaded: object,
+                    fast: object = None) -> Subject:
+    """A model's subject: solved in numpy where ``fast`` (a ``NumpyGenerator``) is given, else by
+    transformers; ``loaded`` (the transformers model) is for the teacher-forced check, or None."""
     from retune_tui.engine.hf import HFGenerator
 
-    subject = Subject(label, get_task(task), get_method(method), trained,
-                      lambda: HFGenerator(subject.loaded.model, subject.loaded.tokenizer, name=subject.loaded.name),
-                      loaded)
+    def make_generator():
+        if fast is not None:
+            return fast
+        return HFGenerator(subject.loaded.model, subject.loaded.tokenizer, name=subject.loaded.name)
+
+    subject = Subject(label, get_task(task), get_method(method), trained, make_generator, loaded)
     return subject
+
+
+def _load(config: EvalConfig, spec: ModelSpec, task: str | None, method: str | None) -> tuple[object, object]:
+    """The model of ``spec``: its numpy generator where numpy runs it (None otherwise), and the
+    transformers model where the problems or the teacher-forced check need it (None otherwise)."""
+    from retune_tui.engine import numpy_llama
+    from retune_tui.engine.decoding import Sampling
+    from retune_tui.engine.loading import load_model
+
+    fast = numpy_llama.load(spec, task=task, method=method, sampling=Sampling(), batched=True)
+    loaded = load_model(spec, task=task, method=method) if fast is None or config.teacher else None
+    return fast, loaded
 
 
 def adapter_labels(adapters: list[str]) -> list[str]:
@@ -190,25 +208,22 @@ def adapter_labels(adapters: list[str]) -> list[str]:
 
 
 def _model_subject(config: EvalConfig, adapter: str, label: str, manifest: Manifest) -> Subject:
-    from retune_tui.engine.loading import load_model
-
-    loaded = load_model(ModelSpec(config.base, adapter, _device(config), config.dtype), task=manifest.task,
-                        method=manifest.method)
-    return _loaded_subject(label, manifest.task, manifest.method, tuple(manifest.train_lengths), loaded)
+    fast, loaded = _load(config, ModelSpec(config.base, adapter, _device(config), config.dtype), manifest.task,
+                         manifest.method)
+    return _loaded_subject(label, manifest.task, manifest.method, tuple(manifest.train_lengths), loaded, fast)
 
 
 def _whole_model_subjects(config: EvalConfig) -> Iterator[Subject]:
     """The model alone, once per method (loaded once)."""
-    from retune_tui.engine.loading import load_model
-
     task, methods, trained = _whole_model_jobs(config)
-    loaded = load_model(ModelSpec(config.base, None, _device(config), config.dtype))
+    fast, loaded = _load(config, ModelSpec(config.base, None, _device(config), config.dtype), None, None)
     name = Path(config.base.rstrip("/")).name
     for method in methods:
-        subject = _loaded_subject(name if len(methods) == 1 else f"{name} ({method})", task, method, trained, loaded)
+        subject = _loaded_subject(name if len(methods) == 1 else f"{name} ({method})", task, method, trained, loaded,
+                                  fast)
         yield subject
         subject.loaded = None
-    loaded = None
+    loaded = fast = None
     _free_memory()
 
 

@@ -75,9 +75,30 @@ def test_logits_are_transformers_logits_also_fed_in_pieces(saved):
     with torch.no_grad():
         expected = hf.model(input_ids=torch.tensor([ids])).logits[0].numpy()
     cache = numpy_llama._Cache()
-    first = numpy_llama.forward(fast.model, cache, ids[:10], np.arange(10), 10)
-    rest = numpy_llama.forward(fast.model, cache, ids[10:], np.arange(10, len(ids)), len(ids) - 10)
+    [first] = numpy_llama.forward(fast.model, [cache], [ids[:10]], [np.arange(10)], [10])
+    [rest] = numpy_llama.forward(fast.model, [cache], [ids[10:]], [np.arange(10, len(ids))], [len(ids) - 10])
     np.testing.assert_allclose(np.concatenate([first, rest]), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_contexts_fed_together_get_the_logits_each_gets_alone(saved):
+    """A batch packs contexts of every length, fresh or cached, into one pass: each one's
+    logits are those transformers gives its text alone."""
+    hf, fast = both(saved)
+    texts = ["73199 + 21439\nSolution: Call: 3199 + 1439\n", "5 + 5\nSolution: ", "12 + 34\nSol"]
+    ids = [hf.encode(text) for text in texts]
+    with torch.no_grad():
+        expected = [hf.model(input_ids=torch.tensor([i])).logits[0].numpy() for i in ids]
+    caches = [numpy_llama._Cache() for _ in ids]
+    cut = [12, 0, 5]  # the first and last fed in two steps; the second fresh in the second step
+    first = numpy_llama.forward(fast.model, [caches[0], caches[2]], [ids[0][:12], ids[2][:5]],
+                                [np.arange(12), np.arange(5)], [12, 5])
+    rest = numpy_llama.forward(fast.model, caches, [i[c:] for i, c in zip(ids, cut)],
+                               [np.arange(c, len(i)) for i, c in zip(ids, cut)], [1, 3, 2])
+    np.testing.assert_allclose(np.concatenate([first[0], first[1]]),
+                               np.concatenate([expected[0][:12], expected[2][:5]]), rtol=1e-4, atol=1e-4)
+    for got, want in zip(rest, expected):
+        np.testing.assert_allclose(got, want[-len(got):], rtol=1e-4, atol=1e-4)
+    assert [len(got) for got in rest] == [1, 3, 2]
 
 
 def test_both_backends_write_the_same_traces(saved):
@@ -90,6 +111,22 @@ def test_both_backends_write_the_same_traces(saved):
     assert [shape(t) for t in fast_traces] == [shape(t) for t in hf_traces]
     assert sum(len(s.text) for t in fast_traces for n in t.walk() for s in n.segments) > 50
     assert fast.counters.forwards < fast.counters.generated_tokens  # speculation accepted some guesses
+
+
+def test_both_backends_write_the_same_traces_in_batches(saved):
+    """Many problems at once, more than speculation serves, in batches of 5: the same traces
+    as transformers' batch (test_bundled.py checks real recursions, parents resuming beside
+    fresh calls)."""
+    task = get_task("addition")
+    problems = [task.parse(f"{a} + {b}") for a, b in
+                [(12, 34), (5, 5), (999, 1), (73199, 21439), (4, 58), (7000, 300), (61, 6), (123, 45678), (9, 9)]]
+    hf, fast = both(saved)
+    runs = [Runner(task, Method.RETUNING, gen) for gen in (hf, fast)]
+    for runner in runs:
+        list(runner.events(problems, batch=5))
+    hf_traces, fast_traces = (runner.traces for runner in runs)
+    assert [shape(t) for t in fast_traces] == [shape(t) for t in hf_traces]
+    assert fast.counters.forwards < fast.counters.generated_tokens / 4  # several contexts a forward pass
 
 
 def test_resuming_after_a_return_equals_encoding_the_whole_text(saved):
@@ -126,15 +163,32 @@ def test_the_full_model_without_adapter_too(saved):
     ids = hf.encode("5 + 5\nSolution: ")
     with torch.no_grad():
         expected = hf.model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
-    got = numpy_llama.forward(fast.model, numpy_llama._Cache(), ids, np.arange(len(ids)), 1)[0]
+    got = numpy_llama.forward(fast.model, [numpy_llama._Cache()], [ids], [np.arange(len(ids))], [1])[0][0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_a_problem_on_the_cpu_runs_in_numpy_and_a_batch_in_transformers(saved):
+def test_problems_on_the_cpu_run_in_numpy_one_or_many(saved):
     backend = Backend(spec(saved))
     task = get_task("addition")
     assert isinstance(backend.generator(task, Method.RETUNING), numpy_llama.NumpyGenerator)
-    assert isinstance(backend.generator(task, Method.RETUNING, batched=True), HFGenerator)
+    assert isinstance(backend.generator(task, Method.RETUNING, batched=True), numpy_llama.NumpyGenerator)
+
+
+def test_a_batch_on_the_bundled_base_goes_to_a_gpu_if_there_is_one(saved, tmp_path, monkeypatch):
+    """``auto`` solves one problem in numpy even beside a GPU (faster than a GPU's transformers),
+    but gives a batch to the GPU."""
+    from retune_tui import bundled
+
+    base, adapter = saved
+    (tmp_path / "base").symlink_to(base)  # the tiny model as the bundled one
+    monkeypatch.setenv(bundled.ASSETS_ENV, str(tmp_path))
+    the_spec = ModelSpec(str(tmp_path / "base"), str(adapter), "auto", "float32")
+    monkeypatch.setattr(numpy_llama, "_gpu_present", lambda: True)
+    assert numpy_llama.load(the_spec, task="addition", method="retuning", sampling=Sampling()) is not None
+    with pytest.raises(numpy_llama.Declined, match="a batch, and a GPU"):
+        numpy_llama.build(the_spec, task="addition", method="retuning", sampling=Sampling(), batched=True)
+    monkeypatch.setattr(numpy_llama, "_gpu_present", lambda: False)
+    assert numpy_llama.load(the_spec, task="addition", method="retuning", sampling=Sampling(), batched=True)
 
 
 def test_an_adapter_for_another_task_is_refused_as_transformers_refuses_it(saved):

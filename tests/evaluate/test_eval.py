@@ -405,3 +405,31 @@ def test_a_method_given_twice_is_evaluated_once(tmp_path):
                                       "--sizes", "2", "--n", "2", "--out", str(out), "--no-teacher"])
     assert result.exit_code == 0, result.output
     assert [run["method"] for run in json.loads(out.read_text())["runs"]] == ["retuning"]
+
+
+def test_a_small_llama_on_the_cpu_is_evaluated_in_numpy_as_transformers_would(tmp_path, monkeypatch):
+    """The same counts and tokens either way; without the teacher-forced check, transformers
+    is not even loaded."""
+    import torch
+
+    import retune_tui.engine.loading as loading
+    from retune_tui.engine import numpy_llama
+    from retune_tui.evaluate import EvalConfig, run_eval
+    from tests.tiny_models import tiny_model
+
+    model, tok = tiny_model("llama", dtype=torch.float32, init=0.3)  # weights that write varied text
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    config = EvalConfig(base=str(tmp_path / "m"), whole_model=True, task="addition", sizes=[2, 5], n=6,
+                        teacher=False, device="cpu", batch=4)
+
+    def counts(runs):
+        return [(row.size, row.n, row.correct, row.tokens) for run in runs for row in run.sizes]
+
+    real_load = loading.load_model
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("transformers loaded"))
+    fast = run_eval(config)
+    monkeypatch.setattr(loading, "load_model", real_load)
+    monkeypatch.setenv(numpy_llama.ENGINE_ENV, "torch")
+    torch_runs = run_eval(config)
+    assert counts(fast) == counts(torch_runs) and sum(row.tokens for row in fast[0].sizes) > 12 * 5

@@ -132,13 +132,16 @@ TYPE_NAMES = {int: ("an integer",), float: ("a number",), str: ("a string",), bo
 
 
 def _check_field(name: str, value: Any, allowed: tuple[type, ...]) -> None:
-    """``value`` is of an ``allowed`` type (JSON true is no integer), and a finite number."""
+    """``value`` is of an ``allowed`` type (JSON true is no integer), and a finite number, 0 or
+    more (every number of an event is a count, an id or a time since the run began)."""
     if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
         words = [word for t in allowed if t is not int or float not in allowed for word in TYPE_NAMES[t]]
         wanted = " or ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
         raise ValueError(f"{name!r} must be {wanted}, not {json.dumps(value)[:40]}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{name!r} must be a finite number, not {value}")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        raise ValueError(f"{name!r} must be 0 or more, not {value}")
 
 
 def event_from_json(data: Any) -> Event:

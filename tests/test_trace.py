@@ -78,6 +78,8 @@ def _lines(events) -> list[dict]:
     ("tokens", True, "'tokens' must be an integer, not true"),
     ("t", float("inf"), "'t' must be a finite number"),
     ("node", None, "'node' must be an integer, not null"),
+    ("tokens", -3, "'tokens' must be 0 or more, not -3"),
+    ("t", -0.5, "'t' must be 0 or more, not -0.5"),
 ])
 def test_a_field_of_the_wrong_type_is_named_with_its_line(tmp_path, field, value, words):
     events, _ = solved_events()

@@ -45,6 +45,14 @@ def _show_results(runs, settings: dict[str, Any], plot: Path | None, details: bo
         console.print(f"[dim]plot: {plot}[/dim]")
 
 
+def _say_done(run) -> None:
+    """Off a terminal, where no progress bar shows, a line on stderr as each model is done."""
+    solved = sum(row.n for row in run.sizes)
+    right = sum(row.correct for row in run.sizes)
+    took = f" in {run.seconds:.1f}s" if run.seconds is not None else ""
+    typer.echo(f"{run.label}: {right} of {solved} right{took}" + (" (stopped)" if run.partial else ""), err=True)
+
+
 def _earlier_failures(folder: Path) -> dict[Path, int]:
     """The failure files a run before left in ``folder``, each with its inode."""
     from retune_tui.evaluate import TEACHER_WRONG
@@ -171,7 +179,8 @@ def eval_command(
     with progress_bar("evaluating") as bar:
         job = bar.add_task("eval", total=count_problems(config))
         try:
-            runs = run_eval(config, on_done=lambda trace: bar.advance(job), failures_dir=failures)
+            runs = run_eval(config, on_done=lambda trace: bar.advance(job), failures_dir=failures,
+                            on_result=None if bar.console.is_terminal else _say_done)
         except Interrupted as stop:  # Ctrl-C: what was finished is kept
             runs, interrupted = [run for run in stop.results if run.sizes], True
             if not runs:  # nothing finished (a batch's problems end together): nothing to write

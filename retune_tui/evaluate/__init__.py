@@ -237,13 +237,16 @@ class Interrupted(Exception):
 
 
 def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = None,
-             failures_dir: Path | None = None) -> list[RunResult]:
+             failures_dir: Path | None = None, on_result: Callable[[RunResult], None] | None = None,
+             ) -> list[RunResult]:
     """Evaluate every subject; merged over processes when sharded (rank 0 gets the results).
-    Ctrl-C in one process raises `Interrupted` with the results finished by then."""
+    ``on_done`` is called with each problem's trace, ``on_result`` with each subject's result
+    (this process's share) as it is finished. Ctrl-C in one process raises `Interrupted` with
+    the results finished by then."""
     rank, world = _shard()
     results: list[RunResult] = []
     try:
-        stopped = _evaluate_subjects(config, results, rank, world, on_done, failures_dir)
+        stopped = _evaluate_subjects(config, results, rank, world, on_done, failures_dir, on_result)
     except KeyboardInterrupt:
         if world > 1:
             raise
@@ -256,7 +259,8 @@ def run_eval(config: EvalConfig, *, on_done: Callable[[Trace], None] | None = No
 
 
 def _evaluate_subjects(config: EvalConfig, results: list[RunResult], rank: int, world: int,
-                       on_done: Callable[[Trace], None] | None, failures_dir: Path | None) -> bool:
+                       on_done: Callable[[Trace], None] | None, failures_dir: Path | None,
+                       on_result: Callable[[RunResult], None] | None = None) -> bool:
     """Each subject's result into ``results`` as it is finished; True where Ctrl-C stopped it
     (its last result ``partial`` if that was while problems were being solved)."""
     for subject in _subjects(config):
@@ -277,24 +281,26 @@ def _evaluate_subjects(config: EvalConfig, results: list[RunResult], rank: int, 
             except KeyboardInterrupt:  # every problem was solved: that result is whole, without the check
                 if world > 1:
                     raise
-                _keep(result, failures, failures_dir, name, rank, results)
+                _keep(result, failures, failures_dir, name, rank, results, on_result)
                 return True
             if failures_dir is not None and wrong:
                 atomic_write_text(failures_dir / f"{name}{TEACHER_WRONG}",
                                   "".join(json.dumps(record) + "\n" for record in wrong))
-        _keep(result, failures, failures_dir, name, rank, results)
+        _keep(result, failures, failures_dir, name, rank, results, on_result)
         if result.partial:
             return True
     return False
 
 
 def _keep(result: RunResult, failures: list[Trace], failures_dir: Path | None, name: str, rank: int,
-          results: list[RunResult]) -> None:
-    """A subject's result into ``results``, its failed traces into ``failures_dir``."""
+          results: list[RunResult], on_result: Callable[[RunResult], None] | None = None) -> None:
+    """A subject's result into ``results`` (and to ``on_result``), its failed traces into ``failures_dir``."""
     if failures_dir is not None and failures:
         events = [e for trace in failures for e in trace.events]
         write_events(failures_dir / f"{name}-failures.rank{rank}.jsonl", events)
     results.append(result)
+    if on_result is not None:
+        on_result(result)
 
 
 def _gather(results: list[RunResult]) -> list[RunResult]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -227,6 +228,7 @@ def test_a_model_alone_is_evaluated_as_its_manifest_says_or_as_asked(tmp_path):
 
     result = runner.invoke(app, ["eval", "--model", str(full), *args, "--out", str(tmp_path / "full.json")])
     assert result.exit_code == 0, result.output
+    assert re.search(r"^full: \d of 6 right in [\d.]+s$", result.stderr, re.M)  # off a terminal: a line per model
     (run,), _ = read_results(tmp_path / "full.json")
     assert (run.label, run.task, run.method, run.trained) == ("full", "parity", "baseline", (1, 4))
     assert [(r.size, r.n, r.in_distribution) for r in run.sizes] == [(2, 3, True), (6, 3, False)]

@@ -297,3 +297,28 @@ def test_extending_by_no_text_still_gives_a_next_token(saved):
             pass
         gen.extend("a", "", 3)
     assert fast.step(["a"])["a"] == hf.step(["a"])["a"]
+
+
+def test_numpy_runs_on_one_blas_thread_unless_the_environment_says(saved, monkeypatch):
+    """Beside a busy process, BLAS threads spin on each other's cores (one_blas_thread)."""
+    from threadpoolctl import threadpool_info
+
+    _, fast = both(saved)
+    seen = []
+    real = numpy_llama.forward
+
+    def recording(*args, **kwargs):
+        seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(numpy_llama, "forward", recording)
+    for env in (None, "2"):
+        if env is not None:
+            monkeypatch.setenv("OPENBLAS_NUM_THREADS", env)
+        else:
+            for name in numpy_llama.THREAD_ENV:
+                monkeypatch.delenv(name, raising=False)
+        fast.open(env, "12 + 34\nSolution: ", 2)
+        fast.step([env])
+    assert seen[0] == {1}
+    assert seen[1] == {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}

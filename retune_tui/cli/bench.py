@@ -213,8 +213,6 @@ def bench_solve(
 ) -> None:
     """Seconds from typing `retune solve PROBLEM` to its answer, in fresh processes: the numpy
     engine against transformers (RETUNE_ENGINE=torch); checks both write the same trace."""
-    import os
-    import platform
 
     from rich.console import Console
     from rich.table import Table
@@ -256,12 +254,20 @@ def bench_solve(
     _write_json(out, {
         "benchmark": "solve", "problem": problem, "task": the_task.name, "method": the_method.value,
         "model": spec.name,
-        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "device": _cpu_name(),
         "versions": package_versions("numpy", "torch", "transformers", "peft"),
         "ratio": ratio, "identical": identical, "rows": [asdict(r) for r in rows],
     })
     typer.echo(f"wrote {out}")
 
+
+
+def _cpu_name() -> str:
+    """The machine a CPU benchmark ran on, as its JSON records it."""
+    import os
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
 def _check_numpy_runs(spec, task: str, method: str, *, batched: bool) -> None:
@@ -301,8 +307,6 @@ def bench_eval(
 ) -> None:
     """Problems/s of `retune eval` in fresh processes: the numpy engine's batch against
     transformers' (RETUNE_ENGINE=torch); checks both give the same results."""
-    import os
-    import platform
 
     from rich.console import Console
     from rich.table import Table
@@ -352,7 +356,7 @@ def bench_eval(
     _write_json(out, {
         "benchmark": "eval", "task": the_task.name, "method": the_method.value, "model": spec.name,
         "sizes": size_list, "n": n, "seed": seed, "batch": batch,
-        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "device": _cpu_name(),
         "versions": package_versions("numpy", "torch", "transformers", "peft"),
         "ratio": ratio, "identical": identical,
         "rows": [{**asdict(r), "per_second": round(r.per_second, 3)} for r in rows],

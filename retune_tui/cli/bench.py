@@ -213,7 +213,6 @@ def bench_solve(
 ) -> None:
     """Seconds from typing `retune solve PROBLEM` to its answer, in fresh processes: the numpy
     engine against transformers (RETUNE_ENGINE=torch); checks both write the same trace."""
-
     from rich.console import Console
     from rich.table import Table
 
@@ -261,7 +260,6 @@ def bench_solve(
     typer.echo(f"wrote {out}")
 
 
-
 def _cpu_name() -> str:
     """The machine a CPU benchmark ran on, as its JSON records it."""
     import os
@@ -307,7 +305,6 @@ def bench_eval(
 ) -> None:
     """Problems/s of `retune eval` in fresh processes: the numpy engine's batch against
     transformers' (RETUNE_ENGINE=torch); checks both give the same results."""
-
     from rich.console import Console
     from rich.table import Table
 
